@@ -1,0 +1,109 @@
+"""``conjugate synthetic``: run, theory, eval."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from ..config import ConfigError, SyntheticConfig, parse_overrides, resolve_synthetic
+
+app = typer.Typer(no_args_is_help=True, add_completion=False)
+console = Console(stderr=True)
+
+
+def fail(msg: str) -> typer.Exit:
+    console.print(f"[red]error:[/red] {msg}", highlight=False, soft_wrap=True)
+    return typer.Exit(2)
+
+
+def _parse_floats(raw: str, what: str) -> list[float]:
+    try:
+        vals = [float(v) for v in raw.split(",") if v.strip()]
+    except ValueError:
+        raise fail(f"{what}: expected comma-separated numbers, got {raw!r}") from None
+    if not vals:
+        raise fail(f"{what}: empty list")
+    return vals
+
+
+@app.command()
+def run(
+    preset: str = typer.Option("quick", help="smoke | quick | paper"),
+    out: Path = typer.Option(..., help="output folder (rerun the same command to resume)"),
+    seed: int = typer.Option(0, help="seed of training batches and evaluation prompts"),
+    device: str = typer.Option("auto", help="auto | cpu | cuda"),
+    set_: list[str] = typer.Option([], "--set", help="override a config field: key=value (repeatable)"),
+    quiet: bool = typer.Option(False, help="no progress bars"),
+) -> None:
+    """Pretrain → fine-tune → evaluate → figures and report."""
+    from ..synthetic.study import run_synthetic
+    from ..synthetic.train import Interrupted
+
+    try:
+        cfg = resolve_synthetic(preset, parse_overrides(set_))
+        summary = run_synthetic(cfg, out, preset=preset, seed=seed, device=device, show_progress=not quiet)
+    except ConfigError as e:
+        raise fail(str(e)) from None
+    except Interrupted as e:
+        console.print(f"[yellow]interrupted:[/yellow] {e}")
+        raise typer.Exit(130) from None
+    tp = summary.get("throughput", {}).get("pretrain", {})
+    if tp.get("steps_per_s"):
+        console.print(f"throughput (pretraining): {tp['steps_per_s']:.1f} steps/s, {tp['tokens_per_s']:.0f} tokens/s")
+    console.print(f"D_cont error: pretrained {summary['cont_mse']['pretrained']:.4f}, fine-tuned "
+                  f"{summary['cont_mse']['finetuned']:.4f}, conjugate (c={summary['conjugate_scale']:g}) "
+                  f"{summary['cont_mse']['finetuned_conjugate']:.4f}")
+    typer.echo(f"report: {Path(out) / 'report.md'}")
+
+
+@app.command()
+def theory(
+    out: Path = typer.Option(..., help="output folder"),
+    alpha: list[float] = typer.Option([0.0, 0.2, 0.5, 0.9, 0.99, 1.0], help="prior weight(s) of D_disc"),
+    preset: str = typer.Option("quick", help="preset whose task settings to use"),
+    set_: list[str] = typer.Option([], "--set", help="override a config field: key=value"),
+    seed: int = 0,
+) -> None:
+    """Bayes-only curves for any α: no training, seconds."""
+    from ..synthetic.theory import run_theory
+
+    try:
+        cfg = resolve_synthetic(preset, parse_overrides(set_))
+        if any(not 0 <= a <= 1 for a in alpha):
+            raise ConfigError(f"--alpha values must lie in [0, 1], got {alpha}")
+        result = run_theory(cfg, list(alpha), out, seed)
+    except ConfigError as e:
+        raise fail(str(e)) from None
+    for a, row in result["alphas"].items():
+        typer.echo(f"alpha={a}: D_cont {row['cont_mse']:.4f}  D_disc {row['disc_mse']:.4f}  "
+                   f"D_cont by scale {json.dumps({c: round(v, 4) for c, v in row['cont_by_scale'].items()})}")
+    typer.echo(f"wrote {Path(out) / 'theory.json'}")
+
+
+@app.command("eval")
+def eval_(
+    checkpoint: Path = typer.Option(..., help="a model checkpoint (.safetensors) written by `synthetic run`"),
+    out: Path = typer.Option(..., help="output folder"),
+    scales: str = typer.Option("1,1.5,2,3", help="label scales c to evaluate"),
+    preset: str = typer.Option("quick", help="preset whose task settings to use when the checkpoint's run "
+                                             "folder has no config.json"),
+    set_: list[str] = typer.Option([], "--set", help="override a config field: key=value"),
+    seed: int = 0,
+) -> None:
+    """Evaluate a saved model on fresh prompts at several label scales."""
+    from ..synthetic.evaluate_saved import evaluate_checkpoint
+
+    try:
+        cs = _parse_floats(scales, "--scales")
+        result = evaluate_checkpoint(checkpoint, out, cs, preset, parse_overrides(set_), seed)
+    except (ConfigError, FileNotFoundError, ValueError) as e:
+        raise fail(str(e)) from None
+    for c, row in result["mse"].items():
+        typer.echo(f"c={c}: D_cont {row['cont']:.4f}  D_disc {row['disc']:.4f}")
+    typer.echo(f"wrote {Path(out) / 'eval.json'}")
+
+
+__all__ = ["app", "SyntheticConfig"]

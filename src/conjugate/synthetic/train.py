@@ -1,0 +1,243 @@
+"""Pretraining and fine-tuning: one training loop with exact, resumable checkpoints.
+
+Batches are sampled fresh on the training device at every step from a generator seeded by
+``(seed, stage, step)``, and the learning rate is a pure function of the step, so a run resumed from a
+checkpoint (model + optimiser state) continues bit-for-bit like an uninterrupted one. Ctrl-C finishes the
+step in flight, writes a checkpoint and stops; a SIGKILL loses at most ``checkpoint_every`` steps.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import signal
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from safetensors.torch import load_file
+
+from ..runs import append_jsonl, atomic_write_bytes, read_jsonl
+from .model import InContextRegressor, ModelConfig
+from .tasks import Prompts
+
+Sampler = Callable[[int, torch.Generator], Prompts]
+STAGE_IDS = {"pretrain": 1, "finetune": 2}
+
+
+class Interrupted(Exception):
+    """Training stopped on SIGINT after writing a checkpoint."""
+
+
+@dataclass
+class StageSpec:
+    name: str
+    steps: int
+    batch: int
+    lr: float
+    warmup: int
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+
+
+def lr_at(step: int, spec: StageSpec) -> float:
+    """Linear warm-up to ``spec.lr``, then cosine decay to 10% of it."""
+    if spec.warmup and step < spec.warmup:
+        return spec.lr * (step + 1) / spec.warmup
+    span = max(1, spec.steps - spec.warmup)
+    frac = min(1.0, (step - spec.warmup) / span)
+    return spec.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
+
+
+def step_generator(seed: int, stage: str, step: int, device: torch.device | str) -> torch.Generator:
+    """The generator for one step's batch: a function of ``(seed, stage, step)`` only."""
+    state = np.random.SeedSequence([int(seed), STAGE_IDS.get(stage, 99), int(step)]).generate_state(1, np.uint64)
+    g = torch.Generator(device=device)
+    g.manual_seed(int(state[0]) & ((1 << 63) - 1))
+    return g
+
+
+# ---- checkpoints ---------------------------------------------------------------------------------------
+
+def save_model(path: str | Path, model: InContextRegressor, meta: dict | None = None) -> Path:
+    """A model checkpoint (safetensors) carrying its ``ModelConfig`` (and ``meta``) in the header."""
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    header = {"model_config": json.dumps(model.cfg.to_dict()), "meta": json.dumps(meta or {})}
+    return _atomic_safetensors(path, tensors, header)
+
+
+def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[InContextRegressor, dict]:
+    """Load a checkpoint written by :func:`save_model` (safetensors only: no pickle)."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            header = f.metadata() or {}
+        cfg = ModelConfig(**json.loads(header["model_config"]))
+    except (KeyError, ValueError, OSError) as e:
+        raise ValueError(f"{path}: not a conjugate model checkpoint ({e})") from None
+    model = InContextRegressor(cfg)
+    model.load_state_dict(load_file(str(path)))
+    return model.to(device), json.loads(header.get("meta", "{}"))
+
+
+def _atomic_safetensors(path: str | Path, tensors: dict[str, torch.Tensor], header: dict[str, str]) -> Path:
+    from safetensors.torch import save
+
+    return atomic_write_bytes(path, save(tensors, metadata=header))
+
+
+def _save_resume(path: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, step: int, elapsed: float) -> None:
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    osd = opt.state_dict()
+    for idx, st in osd["state"].items():
+        for name, val in st.items():
+            tensors[f"opt.{idx}.{name}"] = torch.as_tensor(val).detach().cpu().contiguous()
+    header = {"step": str(step), "elapsed": repr(elapsed), "param_groups": json.dumps(osd["param_groups"])}
+    _atomic_safetensors(path, tensors, header)
+
+
+def _load_resume(path: Path, model: torch.nn.Module, opt: torch.optim.Optimizer) -> tuple[int, float]:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        header = f.metadata()
+    tensors = load_file(str(path))
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    state: dict[int, dict] = {}
+    for k, v in tensors.items():
+        if k.startswith("opt."):
+            _, idx, name = k.split(".", 2)
+            state.setdefault(int(idx), {})[name] = v
+    opt.load_state_dict({"state": state, "param_groups": json.loads(header["param_groups"])})
+    return int(header["step"]), float(header["elapsed"])
+
+
+@contextlib.contextmanager
+def _sigint_flag() -> Iterator[dict]:
+    """Within the block, the first Ctrl-C sets a flag (the loop checkpoints and stops); a second one raises."""
+    flag = {"stop": False}
+    try:
+        previous = signal.getsignal(signal.SIGINT)
+    except ValueError:  # not the main thread
+        yield flag
+        return
+
+    def handler(signum, frame):  # noqa: ARG001
+        if flag["stop"]:
+            raise KeyboardInterrupt
+        flag["stop"] = True
+
+    try:
+        signal.signal(signal.SIGINT, handler)
+    except ValueError:
+        yield flag
+        return
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+# ---- the loop ------------------------------------------------------------------------------------------
+
+def train_stage(
+    model: InContextRegressor,
+    spec: StageSpec,
+    sampler: Sampler,
+    *,
+    seed: int,
+    workdir: str | Path,
+    device: torch.device | str = "cpu",
+    checkpoint_every: int = 1000,
+    log_every: int = 50,
+    compile_model: bool = False,
+    amp_bf16: bool = False,
+    show_progress: bool = True,
+    stop_after: int | None = None,
+) -> dict:
+    """Train ``model`` in place for ``spec.steps`` steps, resuming from ``workdir/<stage>.resume.safetensors``.
+
+    ``stop_after`` (tests) simulates an interruption: stop after that many steps, checkpoint, raise
+    :class:`Interrupted`. Returns throughput statistics of the steps run in this call.
+    """
+    workdir = Path(workdir)
+    resume_path = workdir / "checkpoints" / f"{spec.name}.resume.safetensors"
+    log_path = workdir / "train_log.jsonl"
+    opt = torch.optim.AdamW(model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay, betas=(0.9, 0.999))
+    start, elapsed = 0, 0.0
+    if resume_path.exists():
+        start, elapsed = _load_resume(resume_path, model, opt)
+        kept = [r for r in read_jsonl(log_path) if r.get("stage") != spec.name or r["step"] <= start]
+        log_path.unlink(missing_ok=True)
+        append_jsonl(log_path, kept)
+    fwd = torch.compile(model) if compile_model else model
+    device_type = torch.device(device).type
+    autocast = (torch.autocast(device_type, dtype=torch.bfloat16) if amp_bf16
+                else contextlib.nullcontext())
+    model.train()
+    t0, steps_run, rows, loss_acc, loss_n = time.perf_counter(), 0, [], 0.0, 0
+    progress = Progress(TextColumn(f"[bold]{spec.name}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                        TextColumn("loss {task.fields[loss]:.4f}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                        disable=not show_progress, transient=False)
+    with _sigint_flag() as flag, progress:
+        task = progress.add_task(spec.name, total=spec.steps, completed=start, loss=float("nan"))
+        step = start
+        while step < spec.steps:
+            lr = lr_at(step, spec)
+            for group in opt.param_groups:
+                group["lr"] = lr
+            batch = sampler(spec.batch, step_generator(seed, spec.name, step, device))
+            with autocast:
+                pred = fwd(batch.xs, batch.ys)
+            loss = torch.mean((pred.float() - batch.ys) ** 2)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if spec.grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), spec.grad_clip)
+            opt.step()
+            step += 1
+            steps_run += 1
+            loss_acc += loss.item()
+            loss_n += 1
+            if step % log_every == 0 or step == spec.steps:
+                now = elapsed + time.perf_counter() - t0
+                rows.append({"stage": spec.name, "step": step, "loss": loss_acc / loss_n, "lr": lr,
+                             "elapsed": round(now, 3)})
+                progress.update(task, completed=step, loss=loss_acc / loss_n)
+                loss_acc, loss_n = 0.0, 0
+            interrupted = flag["stop"] or (stop_after is not None and steps_run >= stop_after)
+            if step % checkpoint_every == 0 or interrupted or step == spec.steps:
+                append_jsonl(log_path, rows)
+                rows = []
+                _save_resume(resume_path, model, opt, step, elapsed + time.perf_counter() - t0)
+            if interrupted and step < spec.steps:
+                raise Interrupted(f"{spec.name} stopped at step {step}/{spec.steps}; rerun to resume")
+    seconds = time.perf_counter() - t0
+    tokens = steps_run * spec.batch * 2 * model.cfg.n_points
+    stats = {"stage": spec.name, "steps": steps_run, "seconds": seconds,
+             "steps_per_s": steps_run / seconds if seconds else 0.0,
+             "tokens_per_s": tokens / seconds if seconds else 0.0,
+             "train_seconds_total": elapsed + seconds}
+    model.eval()
+    return stats
+
+
+def finish_stage(model: InContextRegressor, spec: StageSpec, workdir: str | Path, meta: dict) -> Path:
+    """Write the stage's final model checkpoint and drop its resume state."""
+    workdir = Path(workdir)
+    path = save_model(workdir / "checkpoints" / f"{spec.name}.safetensors", model, meta)
+    (workdir / "checkpoints" / f"{spec.name}.resume.safetensors").unlink(missing_ok=True)
+    return path
+
+
+__all__ = ["StageSpec", "train_stage", "finish_stage", "save_model", "load_model", "lr_at", "Interrupted",
+           ]
