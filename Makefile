@@ -22,14 +22,16 @@ run: install
 	$(BIN)/conjugate synthetic run --preset quick --out runs/quick
 
 test: install
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks scripts
 	$(BIN)/python -m pytest
 
 lint: install
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks scripts
 
+# Rewrites the README's results block from finished quick runs: make readme-figures RUNS="runs/quick"
+RUNS ?= runs/quick
 readme-figures: install
-	$(BIN)/python scripts/update_readme.py runs/quick
+	$(BIN)/python scripts/update_readme.py $(RUNS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info

@@ -24,7 +24,7 @@ class SyntheticConfig:
     # task distributions
     d: int = 4
     n_points: int = 12
-    n_tasks: int = 8  # K, the size of the discrete task set
+    n_tasks: int = 4  # K, the size of the discrete task set
     sigma: float = 0.25  # label noise
     alpha_pretrain: float = 0.5
     alpha_finetune: float = 1.0  # 1.0 = fine-tune on D_disc only
@@ -34,12 +34,12 @@ class SyntheticConfig:
     layers: int = 3
     heads: int = 2
     # pretraining
-    pretrain_steps: int = 12000
+    pretrain_steps: int = 14000
     pretrain_batch: int = 64
     pretrain_lr: float = 1e-3
     pretrain_warmup: int = 500
     # fine-tuning
-    finetune_steps: int = 400
+    finetune_steps: int = 300
     finetune_batch: int = 64
     finetune_lr: float = 3e-5
     finetune_warmup: int = 0
@@ -48,7 +48,7 @@ class SyntheticConfig:
     # evaluation
     eval_prompts: int = 2000  # fresh held-out prompts per distribution
     val_prompts: int = 2000  # separate prompts on which the conjugate scale is chosen
-    scales: list[float] = field(default_factory=lambda: [1.0, 1.25, 1.5, 2.0, 3.0])
+    scales: list[float] = field(default_factory=lambda: [1.0, 1.1, 1.25, 1.5, 2.0, 3.0])
     distance_spreads: list[float] = field(default_factory=lambda: [0.0, 0.1, 0.25, 0.5, 1.0, 2.0])
     alpha_grid: int = 201  # points of the α grid for the α_eff fit
     # execution

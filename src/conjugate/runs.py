@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import tempfile
@@ -128,11 +129,17 @@ def environment() -> dict[str, Any]:
     return env
 
 
+def _looks_secret(name: Any) -> bool:
+    """A field name with a word ending in a hint (``api_key``, ``OPENAI_API_KEY``, ``authToken``,
+    ``client_secret``); plain counts such as ``max_new_tokens`` or ``n_tokens`` are not secrets."""
+    words = re.split(r"[^a-z0-9]+", str(name).lower())
+    return any(w.endswith(h) for w in words for h in (*SECRET_HINTS, "secrets", "passwords"))
+
+
 def scrub(obj: Any) -> Any:
     """A copy of a config with any secret-looking field removed, for files and logs."""
     if isinstance(obj, dict):
-        return {k: ("<redacted>" if any(h in k.lower() for h in SECRET_HINTS) and v else scrub(v))
-                for k, v in obj.items()}
+        return {k: ("<redacted>" if _looks_secret(k) and v else scrub(v)) for k, v in obj.items()}
     if isinstance(obj, list):
         return [scrub(v) for v in obj]
     return obj

@@ -22,7 +22,7 @@ import torch
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from safetensors.torch import load_file
 
-from ..runs import append_jsonl, atomic_write_bytes, read_jsonl
+from ..runs import append_jsonl, atomic_write_bytes, atomic_write_text, read_jsonl
 from .model import InContextRegressor, ModelConfig
 from .tasks import Prompts
 
@@ -73,7 +73,7 @@ def save_model(path: str | Path, model: InContextRegressor, meta: dict | None = 
 
 def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[InContextRegressor, dict]:
     """Load a checkpoint written by :func:`save_model` (safetensors only: no pickle)."""
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
 
     path = Path(path)
     if not path.is_file():
@@ -82,7 +82,7 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[In
         with safe_open(str(path), framework="pt") as f:
             header = f.metadata() or {}
         cfg = ModelConfig(**json.loads(header["model_config"]))
-    except (KeyError, ValueError, OSError) as e:
+    except (KeyError, TypeError, ValueError, OSError, SafetensorError) as e:
         raise ValueError(f"{path}: not a conjugate model checkpoint ({e})") from None
     model = InContextRegressor(cfg)
     model.load_state_dict(load_file(str(path)))
@@ -177,8 +177,7 @@ def train_stage(
     if resume_path.exists():
         start, elapsed = _load_resume(resume_path, model, opt)
         kept = [r for r in read_jsonl(log_path) if r.get("stage") != spec.name or r["step"] <= start]
-        log_path.unlink(missing_ok=True)
-        append_jsonl(log_path, kept)
+        atomic_write_text(log_path, "".join(json.dumps(r) + "\n" for r in kept))  # never a moment without a log
     fwd = torch.compile(model) if compile_model else model
     device_type = torch.device(device).type
     autocast = (torch.autocast(device_type, dtype=torch.bfloat16) if amp_bf16

@@ -1,0 +1,21 @@
+"""Shared pytest fixtures. Keep each one small; add yours below."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt2(tmp_path_factory: pytest.TempPathFactory):
+    """Folder of a tiny random GPT-2 + byte-level BPE tokenizer (conjugate.lm.tiny), built once per session."""
+    from conjugate.lm.tiny import write_tiny_model
+
+    return write_tiny_model(tmp_path_factory.mktemp("tiny-gpt2"), arch="gpt2", seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory: pytest.TempPathFactory):
+    """Folder of a tiny random Llama (its tokenizer prepends a BOS token), built once per session."""
+    from conjugate.lm.tiny import write_tiny_model
+
+    return write_tiny_model(tmp_path_factory.mktemp("tiny-llama"), arch="llama", seed=0)
