@@ -7,6 +7,7 @@ recorded in full next to the results. Every bad value raises :class:`ConfigError
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Iterable
@@ -58,6 +59,11 @@ class SyntheticConfig:
     amp_bf16: bool = False
 
     def validate(self) -> SyntheticConfig:
+        for f in fields(self):
+            v = getattr(self, f.name)
+            for x in (v if isinstance(v, list) else [v]):
+                if isinstance(x, float) and not math.isfinite(x):
+                    raise ConfigError(f"{f.name} must be finite, got {v}")
         pos_int = ["d", "n_points", "n_tasks", "width", "layers", "heads", "pretrain_batch", "finetune_batch",
                    "eval_prompts", "val_prompts", "checkpoint_every", "alpha_grid"]
         for name in pos_int:

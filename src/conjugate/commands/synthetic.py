@@ -50,6 +50,9 @@ def run(
     except Interrupted as e:
         console.print(f"[yellow]interrupted:[/yellow] {e}")
         raise typer.Exit(130) from None
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/yellow] during evaluation; rerun to finish (training is kept)")
+        raise typer.Exit(130) from None
     tp = summary.get("throughput", {}).get("pretrain", {})
     if tp.get("steps_per_s"):
         console.print(f"throughput (pretraining): {tp['steps_per_s']:.1f} steps/s, {tp['tokens_per_s']:.0f} tokens/s")
