@@ -1,0 +1,35 @@
+"""``conjugate transform``: apply (or invert) a conjugate transform to a text."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from ..transforms import TransformError, get_transform, get_translator
+
+
+def main(
+    text: str = typer.Argument(..., help="the text, or - to read it from standard input"),
+    kind: str = typer.Option(..., "--kind", "-k", help="transform spec, e.g. leetspeak, piglatin-marked, "
+                                                       "translate:fr, leetspeak+base64"),
+    inverse: bool = typer.Option(False, "--inverse", help="apply the inverse transform"),
+    translator: str | None = typer.Option(None, help="translator for translate:<lang>: table | table:DIR | "
+                                                     "hf:<model> | llm:<backend spec> (default: the built-in table)"),
+    src: str = typer.Option("en", help="source language of translate:<lang>"),
+) -> None:
+    """Print TEXT transformed by --kind (or its inverse with --inverse)."""
+    if text == "-":
+        text = sys.stdin.read()
+        text = text[:-1] if text.endswith("\n") else text
+    try:
+        options = {"src": src}
+        if translator:
+            options["translator"] = get_translator(translator)
+        t = get_transform(kind, **options)
+        result = t.invert(text) if inverse else t.apply(text)
+    except TransformError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(result)
+

@@ -1,0 +1,226 @@
+"""Build the ICL-vs-instruction-following prompts (SPEC §2a).
+
+Each prompt names an in-context task in its instruction, shows ``shots`` exemplars of it, and ends with a
+query that is bait for instruction following::
+
+    Repeat the input.
+
+    Input: Birds sing loudly just before sunrise.
+    Output: Birds sing loudly just before sunrise.
+
+    Input: Dogs bark whenever the mail carrier arrives.
+    Output: Dogs bark whenever the mail carrier arrives.
+
+    Input: What is 7 times 12?
+    Output:
+
+ICL tasks: ``repeat`` (the input unchanged) and ``capitalize`` (``str.upper`` of the input). Queries (the
+"IF task"): ``math`` — an arithmetic question (``plus``/``minus``/``times`` of two integers in 4..20, the
+larger first for ``minus``); ``fillblank`` — a corpus sentence whose first word is replaced by as many
+underscores as it has characters. The ICL answer is the query's first word under the ICL task (``What`` /
+``WHAT``, or the underscores); the instruction-following answer is the result (``84``) or the missing word
+under the ICL task (``Birds`` / ``BIRDS``), as in the authors' release.
+
+Languages: the corpus languages of :mod:`conjugate.data` (``en fr es nl hu``) and two encodings of English,
+``leet`` and ``piglatin``, made by applying :mod:`conjugate.transforms` to every English piece (instruction,
+labels, sentences, question templates — numbers stay digits), as the paper did.
+
+Sampling is paired across languages: prompt ``i`` of a task uses the same sentence indices, operation and
+numbers in every language, so per-language differences are not sampling noise. A seed fixes everything.
+"""
+
+from __future__ import annotations
+
+import json
+import operator
+import random
+import string
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ... import data
+from ...runs import atomic_write_text
+from ...transforms import get_transform
+
+ICL_TASKS: dict[str, Callable[[str], str]] = {"repeat": lambda s: s, "capitalize": str.upper}
+IF_TASKS = ("math", "fillblank")
+TASKS = tuple(f"{i}-{f}" for i in ICL_TASKS for f in IF_TASKS)
+ENCODED = {"leet": "leetspeak", "piglatin": "piglatin"}
+LANGS = (*data.LANGUAGES, *ENCODED)
+OPS: dict[str, Callable[[int, int], int]] = {"plus": operator.add, "minus": operator.sub, "times": operator.mul}
+NUMBER_RANGE = (4, 20)
+FIELDS = ("id", "icl_task", "if_task", "lang", "shots", "prompt", "icl_answer", "if_answer")
+
+
+@dataclass(frozen=True)
+class PromptPack:
+    """Every language-specific piece of a prompt."""
+
+    lang: str
+    instructions: dict[str, str]
+    input_label: str
+    output_label: str
+    math: dict[str, str]
+    sentences: tuple[str, ...]
+
+
+def parse_list(raw: str | Sequence[str] | None, valid: Sequence[str], what: str) -> list[str]:
+    """A comma-separated string or list → names, each checked against ``valid`` (error lists them)."""
+    if raw is None:
+        return list(valid)
+    items = [s.strip() for s in (raw.split(",") if isinstance(raw, str) else raw) if s.strip()]
+    if not items:
+        raise ValueError(f"no {what}s given; valid {what}s: {', '.join(valid)}")
+    for item in items:
+        if item not in valid:
+            raise ValueError(f"unknown {what} {item!r}; valid {what}s: {', '.join(valid)}")
+    return list(dict.fromkeys(items))
+
+
+def transform_template(template: str, apply: Callable[[str], str]) -> str:
+    """Apply a text transform to a ``str.format`` template's literal parts, keeping ``{a}``-style fields."""
+    out = []
+    for literal, field, spec, conv in string.Formatter().parse(template):
+        out.append(apply(literal).replace("{", "{{").replace("}", "}}"))
+        if field is not None:
+            out.append("{" + field + (f"!{conv}" if conv else "") + (f":{spec}" if spec else "") + "}")
+    return "".join(out)
+
+
+def prompt_pack(lang: str) -> PromptPack:
+    """The prompt pieces of ``lang`` (a corpus language, ``leet`` or ``piglatin``)."""
+    if lang in ENCODED:
+        en = prompt_pack("en")
+        t = get_transform(ENCODED[lang])
+        return PromptPack(
+            lang=lang,
+            instructions={k: t.apply(v) for k, v in en.instructions.items()},
+            input_label=t.apply(en.input_label),
+            output_label=t.apply(en.output_label),
+            math={k: transform_template(v, t.apply) for k, v in en.math.items()},
+            sentences=tuple(t.apply_many(en.sentences)),
+        )
+    if lang not in data.LANGUAGES:
+        raise ValueError(f"unknown language {lang!r}; valid languages: {', '.join(LANGS)}")
+    pack = data.language_pack(lang)
+    return PromptPack(lang, dict(pack["instructions"]), pack["labels"]["input"], pack["labels"]["output"],
+                      dict(pack["math"]), tuple(data.sentences(lang)))
+
+
+def format_prompt(pack: PromptPack, icl_task: str, exemplars: Iterable[str], query: str) -> str:
+    """Instruction, exemplars ``Input: s`` / ``Output: task(s)`` separated by blank lines, then the query."""
+    fn = ICL_TASKS[icl_task]
+    blocks = [pack.instructions[icl_task]]
+    blocks += [f"{pack.input_label}: {s}\n{pack.output_label}: {fn(s)}" for s in exemplars]
+    blocks.append(f"{pack.input_label}: {query}\n{pack.output_label}:")
+    return "\n\n".join(blocks)
+
+
+@dataclass(frozen=True)
+class Draw:
+    """The language-independent randomness of one prompt."""
+
+    sentences: tuple[int, ...]  # exemplar indices, then the query sentence's index
+    op: str
+    a: int
+    b: int
+
+
+def draws(task: str, n: int, shots: int, n_sentences: int, seed: int) -> list[Draw]:
+    """``n`` draws for ``task``, the same for every language (a string seed is stable across runs)."""
+    if shots + 1 > n_sentences:
+        raise ValueError(f"shots={shots} needs {shots + 1} sentences; the corpus has {n_sentences}")
+    rng = random.Random(f"icl-vs-if:{seed}:{task}")
+    out = []
+    for _ in range(n):
+        idx = tuple(rng.sample(range(n_sentences), shots + 1))
+        op = rng.choice(sorted(OPS))
+        a, b = rng.randint(*NUMBER_RANGE), rng.randint(*NUMBER_RANGE)
+        if op == "minus" and a < b:
+            a, b = b, a
+        out.append(Draw(idx, op, a, b))
+    return out
+
+
+def make_row(pack: PromptPack, task: str, i: int, draw: Draw, shots: int) -> dict:
+    """One prompt with its ICL and instruction-following answers."""
+    icl_task, if_task = task.split("-")
+    fn = ICL_TASKS[icl_task]
+    exemplars = [pack.sentences[j] for j in draw.sentences[:-1]]
+    if if_task == "math":
+        query = pack.math[draw.op].format(a=draw.a, b=draw.b)
+        icl_answer = fn(query.split(" ")[0])
+        if_answer = str(OPS[draw.op](draw.a, draw.b))
+    else:
+        first, *rest = pack.sentences[draw.sentences[-1]].split(" ")
+        blank = "_" * len(first)
+        query = " ".join([blank, *rest])
+        icl_answer, if_answer = fn(blank), fn(first)
+    return {"id": f"{task}-{pack.lang}-{i:04d}", "icl_task": icl_task, "if_task": if_task, "lang": pack.lang,
+            "shots": shots, "prompt": format_prompt(pack, icl_task, exemplars, query),
+            "icl_answer": icl_answer, "if_answer": if_answer}
+
+
+def build_dataset(langs: Sequence[str] | str | None = None, tasks: Sequence[str] | str | None = None,
+                  n: int = 100, shots: int = 2, seed: int = 0) -> list[dict]:
+    """All prompts, task-major then language; defaults reproduce the paper (4 tasks × 7 languages × 100)."""
+    langs = parse_list(langs, LANGS, "language")
+    tasks = parse_list(tasks, TASKS, "task")
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    if shots < 0:
+        raise ValueError(f"shots must be >= 0, got {shots}")
+    packs = {lang: prompt_pack(lang) for lang in langs}
+    sizes = {len(p.sentences) for p in packs.values()}
+    if len(sizes) != 1:
+        raise ValueError(f"corpus languages are not aligned (sentence counts {sorted(sizes)})")
+    (n_sentences,) = sizes
+    rows = []
+    for task in tasks:
+        task_draws = draws(task, n, shots, n_sentences, seed)
+        for lang in langs:
+            rows += [make_row(packs[lang], task, i, d, shots) for i, d in enumerate(task_draws)]
+    return rows
+
+
+def write_dataset(rows: Iterable[dict], path: str | Path) -> Path:
+    """Write rows as JSONL (UTF-8, one object a line) atomically."""
+    return atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+
+
+def load_dataset(path: str | Path) -> list[dict]:
+    """Read and check a prompts file; errors name the file and line (malformed JSON, missing or bad field)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such prompts file")
+    rows: list[dict] = []
+    seen: dict[str, int] = {}
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}:{lineno}: malformed JSON ({e.msg})") from None
+            if not isinstance(row, dict):
+                raise ValueError(f"{path}:{lineno}: expected a JSON object")
+            for field in FIELDS:
+                if field not in row:
+                    raise ValueError(f"{path}:{lineno}: missing field {field!r}")
+            for field in ("id", "lang", "prompt", "icl_answer", "if_answer"):
+                if not isinstance(row[field], str) or (field != "prompt" and not row[field]):
+                    raise ValueError(f"{path}:{lineno}: field {field!r} must be a non-empty string")
+            if row["icl_task"] not in ICL_TASKS:
+                raise ValueError(f"{path}:{lineno}: unknown icl_task {row['icl_task']!r}; "
+                                 f"valid: {', '.join(ICL_TASKS)}")
+            if row["if_task"] not in IF_TASKS:
+                raise ValueError(f"{path}:{lineno}: unknown if_task {row['if_task']!r}; valid: {', '.join(IF_TASKS)}")
+            if row["id"] in seen:
+                raise ValueError(f"{path}:{lineno}: duplicate id {row['id']!r} (first on line {seen[row['id']]})")
+            seen[row["id"]] = lineno
+            rows.append(row)
+    if not rows:
+        raise ValueError(f"{path}: no prompts")
+    return rows

@@ -1,0 +1,41 @@
+"""Conjugate transforms: invertible (or honestly lossy) rewrites of a prompt that keep its task.
+
+    >>> from conjugate.transforms import get_transform
+    >>> t = get_transform("leetspeak+base64")
+    >>> t.invert(t.apply("hello world"))
+    'hello world'
+
+Families: ``leetspeak``, ``piglatin`` (classic, lossy inverse), ``piglatin-marked`` (exact), ``rot13``,
+``base64``, ``reverse``, and ``translate:<lang>[@<translator>]`` (see :mod:`conjugate.transforms.translate`).
+"""
+
+from __future__ import annotations
+
+from . import ciphers, leetspeak, piglatin, translate  # noqa: F401  (each registers its transforms)
+from .base import Compose, NotInvertibleError, Transform, TransformError, available, get_transform, register
+from .translate import (
+    HFTranslator,
+    LLMTranslator,
+    TableTranslator,
+    TranslateTransform,
+    TranslationError,
+    Translator,
+    get_translator,
+)
+
+__all__ = [
+    "Compose",
+    "HFTranslator",
+    "LLMTranslator",
+    "NotInvertibleError",
+    "TableTranslator",
+    "Transform",
+    "TransformError",
+    "TranslateTransform",
+    "TranslationError",
+    "Translator",
+    "available",
+    "get_transform",
+    "get_translator",
+    "register",
+]
