@@ -1,0 +1,108 @@
+"""``conjugate harmful``: harmful-instruction refusals across languages (SPEC §2b); run, export, agreement."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+app = typer.Typer(no_args_is_help=True, add_completion=False)
+
+
+def _fail(msg: str) -> typer.Exit:
+    typer.echo(f"error: {msg}", err=True)
+    return typer.Exit(2)
+
+
+def _batch_size(raw: str) -> int | str:
+    if raw == "auto":
+        return raw
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise typer.BadParameter(f"expected 'auto' or a positive integer, got {raw!r}", param_hint="--batch-size")
+    return value
+
+
+def _errors() -> tuple[type[BaseException], ...]:
+    """The library's errors for bad input, models or translators: one line on stderr, exit 2."""
+    from ..lm.backend import BackendError
+    from ..lm.harmful import HarmfulInputError, JudgeError
+    from ..transforms import TransformError
+
+    return BackendError, HarmfulInputError, JudgeError, TransformError, FileNotFoundError
+
+
+@app.command()
+def run(
+    input: Path = typer.Option(..., "--input", help="AdvBench harmful_behaviors.csv (goal column), a .jsonl with "
+                                                    "'prompt', or a text file with one instruction per line"),
+    langs: str = typer.Option(..., help="comma-separated language codes, e.g. en,ja,hu,sw,ml"),
+    model: list[str] = typer.Option(..., "--model", help="chat model: local folder / hub id (chat template) or "
+                                                         "openai-chat:<model>@<url> (repeatable)"),
+    out: Path = typer.Option(..., help="output folder (rerun to resume)"),
+    translated: Path | None = typer.Option(None, help="folder of <lang>.txt files aligned line by line with "
+                                                      "the input"),
+    translator: str | None = typer.Option(None, help="translator for prompts without a file and for "
+                                                     "back-translating replies: table:DIR, hf:<model>, "
+                                                     "llm:<model spec>"),
+    judge: str = typer.Option("phrases", help="phrases | llm:<model spec>"),
+    sample: int | None = typer.Option(None, help="draw N instructions with --seed (default: all)"),
+    seed: int = typer.Option(0, help="seed of the sample and of the bootstrap intervals"),
+    redact: bool = typer.Option(False, help="keep model text out of every report file (text goes to "
+                                            "private/responses_text.jsonl)"),
+    max_new_tokens: int = typer.Option(256, help="tokens generated per reply (greedy)"),
+    system_prompt: str | None = typer.Option(None, help="system turn sent before every instruction"),
+    batch_size: str = typer.Option("auto", help="prompts per generation call: auto or N"),
+    quiet: bool = typer.Option(False, help="no progress bar"),
+) -> None:
+    """Ask each model every instruction in every language, label the replies, write rates, table and figure."""
+    from ..lm.harmful import run_study
+
+    size = _batch_size(batch_size)
+    try:
+        summary = run_study(input, langs, model, out, translated=translated, translator=translator, judge=judge,
+                            sample=sample, seed=seed, redact=redact, max_new_tokens=max_new_tokens,
+                            system_prompt=system_prompt, batch_size=size, show_progress=not quiet)
+    except _errors() as e:
+        raise _fail(str(e)) from None
+    for m in summary["models"]:
+        cells = "  ".join(f"{lang} {100 * r['ANSWER']:5.1f}" for lang, r in summary["rates"][m].items())
+        typer.echo(f"answer rate % | {m}: {cells}")
+    typer.echo(f"generated {summary['generated']}, reused {summary['reused']}, relabelled {summary['relabelled']}; "
+               f"wrote {out / 'table.md'}")
+
+
+@app.command()
+def export(
+    run_dir: Path = typer.Argument(..., help="a run folder of `conjugate harmful run`"),
+    out: Path = typer.Option(..., help="CSV to write for annotation"),
+    force: bool = typer.Option(False, help="overwrite a CSV that already holds human labels"),
+) -> None:
+    """Write the run's replies as a CSV with an empty human_label column."""
+    from ..lm.harmful import export_labels
+
+    try:
+        n = export_labels(run_dir, out, force=force)
+    except _errors() as e:
+        raise _fail(str(e)) from None
+    typer.echo(f"wrote {n} rows to {out}; fill human_label with ANSWER, REFUSE or AMBIGUOUS")
+
+
+@app.command()
+def agreement(
+    run_dir: Path = typer.Argument(..., help="the run folder the labels were exported from"),
+    labels: Path = typer.Option(..., help="the exported CSV with human_label filled in"),
+) -> None:
+    """Cohen's kappa and the confusion matrix between the automatic and the human labels."""
+    from ..lm.harmful import agreement as compute
+    from ..lm.harmful import format_agreement
+
+    try:
+        result = compute(labels, run_dir)
+    except _errors() as e:
+        raise _fail(str(e)) from None
+    typer.echo(format_agreement(result))
+    typer.echo(f"wrote {run_dir / 'agreement.json'}")
