@@ -7,6 +7,7 @@ import typer
 from .commands import harmful as harmful_commands
 from .commands import icl_vs_if, models, synthetic, transform
 from .commands import sweep as sweep_commands
+from .commands import xnli as xnli_commands
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 app.add_typer(synthetic.app, name="synthetic", help="The synthetic in-context regression study (SPEC §1).")
@@ -15,6 +16,7 @@ app.add_typer(models.app, name="models", help="Model backends: tiny offline mode
 app.command("transform", help="Apply or invert a conjugate transform (leetspeak, translate:fr, ...).")(transform.main)
 app.add_typer(icl_vs_if.app, name="icl-vs-if", help="ICL vs instruction following across languages (SPEC §2a).")
 app.add_typer(harmful_commands.app, name="harmful", help="Harmful-instruction refusals across languages (SPEC §2b).")
+app.add_typer(xnli_commands.app, name="xnli", help="XNLI: code fine-tuning vs reasoning across languages (SPEC §2c).")
 
 
 def main() -> None:  # pragma: no cover
