@@ -110,7 +110,7 @@ def mixture(
 
 
 def batched_terms(
-    xs: torch.Tensor, ys: torch.Tensor, w_disc: torch.Tensor, sigma: float, chunk: int = 4096
+    xs: torch.Tensor, ys: torch.Tensor, w_disc: torch.Tensor, sigma: float, chunk: int = 256
 ) -> BayesTerms:
     """:func:`bayes_terms` in chunks of prompts, to bound memory for large evaluation sets."""
     parts = [bayes_terms(xs[i : i + chunk], ys[i : i + chunk], w_disc, sigma) for i in range(0, len(xs), chunk)]

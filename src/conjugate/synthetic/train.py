@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -27,6 +28,14 @@ from .model import InContextRegressor, ModelConfig
 from .tasks import Prompts
 
 Sampler = Callable[[int, torch.Generator], Prompts]
+LossFn = Callable[[Callable[..., torch.Tensor], Any], torch.Tensor]  # (forward, batch) -> scalar loss
+
+
+def mse_loss(forward: Callable[..., torch.Tensor], batch: Prompts) -> torch.Tensor:
+    """The regression loss: mean squared error of ``forward(xs, ys)`` against ``ys`` over all positions."""
+    return torch.mean((forward(batch.xs, batch.ys).float() - batch.ys) ** 2)
+
+
 STAGE_IDS = {"pretrain": 1, "finetune": 2}
 
 
@@ -150,9 +159,9 @@ def _sigint_flag() -> Iterator[dict]:
 # ---- the loop ------------------------------------------------------------------------------------------
 
 def train_stage(
-    model: InContextRegressor,
+    model: torch.nn.Module,
     spec: StageSpec,
-    sampler: Sampler,
+    sampler: Callable[[int, torch.Generator], Any],
     *,
     seed: int,
     workdir: str | Path,
@@ -163,9 +172,14 @@ def train_stage(
     amp_bf16: bool = False,
     show_progress: bool = True,
     stop_after: int | None = None,
+    loss_fn: LossFn = mse_loss,
+    tokens_per_example: int | None = None,
 ) -> dict:
     """Train ``model`` in place for ``spec.steps`` steps, resuming from ``workdir/<stage>.resume.safetensors``.
 
+    ``sampler(batch, generator)`` draws one step's batch and ``loss_fn(forward, batch)`` scores it (default:
+    the regression MSE; other studies pass their own, e.g. a masked cross-entropy). ``tokens_per_example``
+    only feeds the throughput statistics (default: the regression prompt's ``2 * n_points`` tokens).
     ``stop_after`` (tests) simulates an interruption: stop after that many steps, checkpoint, raise
     :class:`Interrupted`. Returns throughput statistics of the steps run in this call.
     """
@@ -196,8 +210,7 @@ def train_stage(
                 group["lr"] = lr
             batch = sampler(spec.batch, step_generator(seed, spec.name, step, device))
             with autocast:
-                pred = fwd(batch.xs, batch.ys)
-            loss = torch.mean((pred.float() - batch.ys) ** 2)
+                loss = loss_fn(fwd, batch)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if spec.grad_clip:
@@ -211,6 +224,11 @@ def train_stage(
                 now = elapsed + time.perf_counter() - t0
                 rows.append({"stage": spec.name, "step": step, "loss": loss_acc / loss_n, "lr": lr,
                              "elapsed": round(now, 3)})
+                if step == spec.steps:  # the stage's last row also records this call's throughput
+                    secs = time.perf_counter() - t0
+                    per_ex = tokens_per_example or 2 * model.cfg.n_points
+                    rows[-1].update(steps_per_s=round(steps_run / secs, 3),
+                                    tokens_per_s=round(steps_run * spec.batch * per_ex / secs, 1))
                 progress.update(task, completed=step, loss=loss_acc / loss_n)
                 loss_acc, loss_n = 0.0, 0
             interrupted = flag["stop"] or (stop_after is not None and steps_run >= stop_after)
@@ -221,7 +239,7 @@ def train_stage(
             if interrupted and step < spec.steps:
                 raise Interrupted(f"{spec.name} stopped at step {step}/{spec.steps}; rerun to resume")
     seconds = time.perf_counter() - t0
-    tokens = steps_run * spec.batch * 2 * model.cfg.n_points
+    tokens = steps_run * spec.batch * (tokens_per_example or 2 * model.cfg.n_points)
     stats = {"stage": spec.name, "steps": steps_run, "seconds": seconds,
              "steps_per_s": steps_run / seconds if seconds else 0.0,
              "tokens_per_s": tokens / seconds if seconds else 0.0,
@@ -239,4 +257,4 @@ def finish_stage(model: InContextRegressor, spec: StageSpec, workdir: str | Path
 
 
 __all__ = ["StageSpec", "train_stage", "finish_stage", "save_model", "load_model", "lr_at", "Interrupted",
-           ]
+           "mse_loss", "LossFn"]
