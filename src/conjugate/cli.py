@@ -6,6 +6,7 @@ import typer
 
 from .commands import harmful as harmful_commands
 from .commands import icl_vs_if, models, synthetic, transform
+from .commands import minilm as minilm_commands
 from .commands import sweep as sweep_commands
 from .commands import xnli as xnli_commands
 
@@ -15,6 +16,7 @@ app.add_typer(sweep_commands.app, name="sweep", help="Sweeps over seeds and sett
 app.add_typer(models.app, name="models", help="Model backends: tiny offline models, presets, a quick check.")
 app.command("transform", help="Apply or invert a conjugate transform (leetspeak, translate:fr, ...).")(transform.main)
 app.add_typer(icl_vs_if.app, name="icl-vs-if", help="ICL vs instruction following across languages (SPEC §2a).")
+app.add_typer(minilm_commands.app, name="minilm", help="Offline miniature of the ICL-vs-IF study on a CPU.")
 app.add_typer(harmful_commands.app, name="harmful", help="Harmful-instruction refusals across languages (SPEC §2b).")
 app.add_typer(xnli_commands.app, name="xnli", help="XNLI: code fine-tuning vs reasoning across languages (SPEC §2c).")
 

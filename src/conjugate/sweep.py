@@ -57,6 +57,13 @@ STUDIES: dict[str, Study] = {
         figure_panels=(("D_cont error", ("cont_mse.pretrained", "cont_mse.finetuned", "cont_mse.finetuned_conjugate")),
                        ("forgetting ratio (fine-tuned / pretrained)", ("forgetting_ratio",)),
                        ("recovered share of the gap", ("recovered_fraction", "recovered_fraction_net")))),
+    "minilm": Study(
+        "conjugate.minilm.config:resolve_minilm", "conjugate.minilm.study:run_minilm",
+        "conjugate.minilm.config:MiniLMConfig",
+        key_fields=("english_drop", "other_drop_mean", "drop_gap", "icl_accuracy.pretrained.*", "icl_accuracy.tuned.*",
+                    "icl_accuracy.tuned_conjugate.*"),
+        figure_panels=(("ICL accuracy drop after tuning", ("english_drop", "other_drop_mean")),
+                       ("English drop − mean other drop", ("drop_gap",)))),
 }
 
 ENGINES = ("local", "ray")
