@@ -6,24 +6,10 @@ from pathlib import Path
 
 import typer
 
+from .common import batch_size as _batch_size
+from .common import fail as _fail
+
 app = typer.Typer(no_args_is_help=True, add_completion=False)
-
-
-def _fail(msg: str) -> typer.Exit:
-    typer.echo(f"error: {msg}", err=True)
-    return typer.Exit(2)
-
-
-def _batch_size(raw: str) -> int | str:
-    if raw == "auto":
-        return raw
-    try:
-        value = int(raw)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise typer.BadParameter(f"expected 'auto' or a positive integer, got {raw!r}", param_hint="--batch-size")
-    return value
 
 
 @app.command()
