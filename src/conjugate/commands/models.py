@@ -8,13 +8,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from .common import fail
+
 app = typer.Typer(no_args_is_help=True, add_completion=False)
 console = Console(stderr=True)
-
-
-def fail(msg: str) -> typer.Exit:
-    console.print(f"[red]error:[/red] {msg}", highlight=False, soft_wrap=True)
-    return typer.Exit(2)
 
 
 @app.command()

@@ -10,15 +10,11 @@ from rich.console import Console
 
 from ..config import ConfigError
 from ..sweep import STUDIES, EngineError, EngineOptions, SweepInterrupted, plan_sweep, run_sweep
+from .common import fail
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Sweeps over seeds and settings: every grid point × seed is an ordinary run folder.")
 console = Console(stderr=True)
-
-
-def fail(msg: str) -> typer.Exit:
-    console.print(f"[red]error:[/red] {msg}", highlight=False, soft_wrap=True)
-    return typer.Exit(2)
 
 
 def _study_command(study: str) -> Callable[..., None]:

@@ -9,14 +9,10 @@ import typer
 from rich.console import Console
 
 from ..config import ConfigError, SyntheticConfig, parse_overrides, resolve_synthetic
+from .common import fail
 
 app = typer.Typer(no_args_is_help=True, add_completion=False)
 console = Console(stderr=True)
-
-
-def fail(msg: str) -> typer.Exit:
-    console.print(f"[red]error:[/red] {msg}", highlight=False, soft_wrap=True)
-    return typer.Exit(2)
 
 
 def _parse_floats(raw: str, what: str) -> list[float]:

@@ -7,6 +7,7 @@ import sys
 import typer
 
 from ..transforms import TransformError, get_transform, get_translator
+from .common import fail
 
 
 def main(
@@ -29,7 +30,6 @@ def main(
         t = get_transform(kind, **options)
         result = t.invert(text) if inverse else t.apply(text)
     except TransformError as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2) from None
+        raise fail(str(e)) from None
     typer.echo(result)
 

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from .backend import BackendError
+from .runner import ProgressBar
 
 log = logging.getLogger(__name__)
 
@@ -312,24 +313,3 @@ def _max_len(model: Any, tokenizer: Any) -> int | None:
             return value
     value = getattr(tokenizer, "model_max_length", None)
     return value if isinstance(value, int) and 0 < value < 1_000_000 else None
-
-
-class ProgressBar:
-    """A transient Rich progress bar (``advance(n)``, ``close()``), or nothing when disabled."""
-
-    def __init__(self, enabled: bool, total: int, label: str):
-        self.bar = None
-        if enabled:
-            from rich.progress import Progress
-
-            self.bar = Progress(transient=True)
-            self.task = self.bar.add_task(label, total=total)
-            self.bar.start()
-
-    def advance(self, n: int) -> None:
-        if self.bar is not None:
-            self.bar.advance(self.task, n)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()

@@ -26,7 +26,8 @@ from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from typing import Any
 
 from .backend import BackendError
-from .hf import ProgressBar, cut_at_stop, split_context
+from .hf import cut_at_stop, split_context
+from .runner import ProgressBar
 
 log = logging.getLogger(__name__)
 

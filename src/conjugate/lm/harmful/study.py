@@ -29,16 +29,15 @@ so a rerun against the same model on another port resumes.
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import json
 import re
-import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from ...runs import RunDir, append_jsonl, atomic_write_text, read_json, read_jsonl, write_json
+from ..runner import ProgressBar, release
 from .data import HarmfulInputError, Instruction, load_instructions, load_translated, sample_items
 from .judge import Judge, JudgeItem, Verdict, get_judge, phrase_languages, strip_url
 from .report import plot_answer_rates, summarise, write_table
@@ -185,22 +184,6 @@ def backend_options(spec: str, system_prompt: str | None, batch_size: int | str)
     return opts
 
 
-def _close(backend: Any) -> bool:
-    """Close a served model's connections; True when the backend held a local model (memory to free)."""
-    close = getattr(backend, "close", None)
-    if callable(close):
-        close()
-    return hasattr(backend, "model") and hasattr(backend, "tokenizer")
-
-
-def _free_memory() -> None:
-    """Give a finished local model's memory back before the next one loads."""
-    gc.collect()
-    torch = sys.modules.get("torch")
-    if torch is not None and torch.cuda.is_available():
-        torch.cuda.empty_cache()
-
-
 def _back_translate(translator: Any | None, langs: Sequence[str], responses: Sequence[str]) -> list[str | None]:
     """English back-translations, one translator call per language (None for English or without translator)."""
     out: list[str | None] = [None] * len(responses)
@@ -322,8 +305,6 @@ def _generate(models: Sequence[str], keys: Sequence[str], todo: dict[str, list[t
               store: Callable[[str, list[tuple[str, str]], list[str]], None], show_progress: bool) -> int:
     """Ask each model its missing (lang, id) prompts, ``chunk`` at a time (longest first); ``store`` labels and
     appends each chunk as it arrives, so a crash loses at most one chunk. Returns how many were generated."""
-    from ..hf import ProgressBar
-
     total = sum(map(len, todo.values()))
     bar = ProgressBar(show_progress and total > 0, total, "harmful: generate")
     generated = 0
@@ -342,10 +323,8 @@ def _generate(models: Sequence[str], keys: Sequence[str], todo: dict[str, list[t
                     generated += len(part)
                     bar.advance(len(part))
             finally:
-                local = _close(backend)
+                release(backend)
                 del backend
-                if local:
-                    _free_memory()
     finally:
         bar.close()
     return generated

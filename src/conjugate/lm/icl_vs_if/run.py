@@ -17,15 +17,14 @@ out-of-memory error shows up at once. Greedy decoding, cut at the first newline.
 
 from __future__ import annotations
 
-import gc
 import hashlib
-import sys
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ...runs import RunDir, append_jsonl, atomic_write_text, read_jsonl, write_json
+from ...runs import RunDir, atomic_write_text, read_jsonl, write_json
+from ..runner import ProgressBar, in_chunks, release
 from .build import build_dataset, load_dataset, write_dataset
 from .report import plot_accuracy, write_table
 from .score import aggregate, score_row, scores_csv
@@ -78,54 +77,16 @@ def backend_options(spec: str, batch_size: int | str, chat: bool) -> dict[str, A
 def generate_missing(backend: Any, model: str, rows: Sequence[dict], outputs: Path, cache: dict,
                      max_new_tokens: int, chunk: int, advance: Callable[[int], None]) -> int:
     """Generate every prompt of ``rows`` not in ``cache``; append each chunk's outputs as it completes."""
-    todo = sorted((r for r in rows if (model, r["id"]) not in cache), key=lambda r: -len(r["prompt"]))
-    for start in range(0, len(todo), chunk):
-        part = todo[start:start + chunk]
+    def generate(part: Sequence[dict]) -> list[dict]:
         outs = backend.generate([r["prompt"] for r in part], max_new_tokens, stop=STOP)
         if len(outs) != len(part):
             raise RuntimeError(f"{model}: backend returned {len(outs)} outputs for {len(part)} prompts")
-        append_jsonl(outputs, [{"model": model, "id": r["id"], "prompt_sha": prompt_sha(r["prompt"]),
-                                "max_new_tokens": max_new_tokens, "output": o}
-                               for r, o in zip(part, outs, strict=True)])
-        for r, o in zip(part, outs, strict=True):
-            cache[(model, r["id"])] = o
-        advance(len(part))
-    return len(todo)
+        return [{"model": model, "id": r["id"], "prompt_sha": prompt_sha(r["prompt"]),
+                 "max_new_tokens": max_new_tokens, "output": o} for r, o in zip(part, outs, strict=True)]
 
-
-class _Progress:
-    """A Rich progress bar over all models' missing prompts (silent when disabled or nothing to do)."""
-
-    def __init__(self, enabled: bool, total: int):
-        self.bar = None
-        if enabled and total:
-            from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                TimeRemainingColumn(), console=Console(stderr=True), transient=True)
-            self.task = self.bar.add_task("icl-vs-if", total=total)
-            self.bar.start()
-
-    def describe(self, text: str) -> None:
-        if self.bar is not None:
-            self.bar.update(self.task, description=text)
-
-    def advance(self, n: int) -> None:
-        if self.bar is not None:
-            self.bar.advance(self.task, n)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
-
-
-def _free_memory() -> None:
-    """Give a finished model's memory back before the next one loads."""
-    gc.collect()
-    torch = sys.modules.get("torch")
-    if torch is not None and torch.cuda.is_available():
-        torch.cuda.empty_cache()
+    done = in_chunks([r for r in rows if (model, r["id"]) not in cache], chunk, generate, outputs, advance)
+    cache.update({(model, r["id"]): r["output"] for r in done})
+    return len(done)
 
 
 def run_study(
@@ -166,7 +127,7 @@ def run_study(
     cache = load_cache(outputs, rows, max_new_tokens)
     cached = sum((m, r["id"]) in cache for m in models for r in rows)
     chunk = batch_size if isinstance(batch_size, int) else DEFAULT_CHUNK
-    progress = _Progress(show_progress, len(models) * len(rows) - cached)
+    progress = ProgressBar(show_progress, len(models) * len(rows) - cached, "icl-vs-if")
     generated = 0
     try:
         for model in models:
@@ -177,8 +138,8 @@ def run_study(
             progress.describe(model)
             generated += generate_missing(backend, model, rows, outputs, cache, max_new_tokens, chunk,
                                           progress.advance)
+            release(backend)
             del backend
-            _free_memory()
     finally:
         progress.close()
     scored = [score_row(r, cache[(m, r["id"])], m) for m in models for r in rows]

@@ -22,15 +22,14 @@ mode a local model runs each prompt once for its three continuations (:mod:`.cho
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import json
-import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ...runs import RunDir, append_jsonl, read_jsonl, write_json
+from ...runs import RunDir, read_jsonl, write_json
+from ..runner import ProgressBar, in_chunks, release
 from .choices import choice_logliks
 from .data import load_items
 from .report import plot_accuracy, write_table
@@ -113,54 +112,13 @@ def loglik_rows(backend: Any, model: str, part: Sequence[dict]) -> list[dict]:
 def predict_missing(backend: Any, model: str, mode: str, todo: Sequence[dict], path: Path, done: dict,
                     chunk: int, max_new_tokens: int, advance: Callable[[int], None]) -> int:
     """Predict every item of ``todo`` (longest prompt first), appending each batch's rows as it completes."""
-    todo = sorted(todo, key=lambda it: -len(it["prompt"]))
-    for start in range(0, len(todo), chunk):
-        part = todo[start:start + chunk]
-        rows = generate_rows(backend, model, part, max_new_tokens) if mode == "generate" else \
+    def predict(part: Sequence[dict]) -> list[dict]:
+        return generate_rows(backend, model, part, max_new_tokens) if mode == "generate" else \
             loglik_rows(backend, model, part)
-        append_jsonl(path, rows)
-        for r in rows:
-            done[(model, mode, r["lang"], r["idx"])] = r
-        advance(len(part))
-    return len(todo)
 
-
-class _Progress:
-    """A transient Rich progress bar on stderr over all missing predictions (silent when disabled or idle)."""
-
-    def __init__(self, enabled: bool, total: int):
-        self.bar = None
-        if enabled and total:
-            from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                TimeRemainingColumn(), console=Console(stderr=True), transient=True)
-            self.task = self.bar.add_task("xnli", total=total)
-            self.bar.start()
-
-    def describe(self, text: str) -> None:
-        if self.bar is not None:
-            self.bar.update(self.task, description=text)
-
-    def advance(self, n: int) -> None:
-        if self.bar is not None:
-            self.bar.advance(self.task, n)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
-
-
-def _release(backend: Any) -> None:
-    """Close a served model's connection, free a local model's memory before the next one loads."""
-    close = getattr(backend, "close", None)
-    if callable(close):
-        close()
-    gc.collect()
-    torch = sys.modules.get("torch")
-    if torch is not None and torch.cuda.is_available():
-        torch.cuda.empty_cache()
+    rows = in_chunks(todo, chunk, predict, path, advance)
+    done.update({(model, mode, r["lang"], r["idx"]): r for r in rows})
+    return len(rows)
 
 
 def run_study(
@@ -214,7 +172,7 @@ def run_study(
                for model in models for m in modes}
     reused = sum(len(items) - len(v) for v in missing.values())
     chunk = batch_size if isinstance(batch_size, int) else DEFAULT_CHUNK
-    progress = _Progress(show_progress, sum(len(v) for v in missing.values()))
+    progress = ProgressBar(show_progress, sum(len(v) for v in missing.values()), "xnli")
     computed = 0
     try:
         for model in models:
@@ -228,7 +186,7 @@ def run_study(
                     computed += predict_missing(backend, model, m, missing[(model, m)], path, done, chunk,
                                                 max_new_tokens, progress.advance)
             finally:
-                _release(backend)
+                release(backend)
                 del backend
     finally:
         progress.close()
