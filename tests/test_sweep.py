@@ -158,6 +158,43 @@ def test_aggregate_matches_the_run_summaries(finished_sweep) -> None:
     assert (out / "figures" / "vs_alpha_pretrain.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_aggregate_counts_the_claims_over_seeds(finished_sweep) -> None:
+    out, _ = finished_sweep
+    agg = json.loads((out / "aggregate.json").read_text())
+    point = next(p for p in agg["points"] if p["label"] == "alpha_pretrain=0.2")
+    names = [run_name({"alpha_pretrain": 0.2}, s) for s in (0, 1)]
+    forgetting = point["claims"]["forgetting"]
+    ratios = [summary(out, n)["cont_mse"]["finetuned"] / summary(out, n)["cont_mse"]["pretrained"] for n in names]
+    assert forgetting["values"] == {n: pytest.approx(r) for n, r in zip(names, ratios, strict=True)}
+    assert (forgetting["met"], forgetting["n"]) == (sum(r >= 1.25 for r in ratios), 2)
+    assert set(point["claims"]) >= {"learned_bayes", "forgetting", "disc_not_worse", "implicit_inference"}
+    md = (out / "aggregate.md").read_text()
+    assert f"| 0.2 | forgetting | ≥ 1.25 | {forgetting['met']}/2 |" in md
+
+
+def test_synthetic_claims_thresholds() -> None:
+    from conjugate.minilm.claims import minilm_claims
+    from conjugate.synthetic.claims import synthetic_claims
+
+    s = {"cont_mse": {"pretrained": 0.2, "finetuned": 0.3, "finetuned_conjugate": 0.26},
+         "bayes": {"mixture_pretrain_cont": 0.15}, "disc_mse": {"pretrained": 0.05, "finetuned": 0.04},
+         "implicit_alpha": {"pretrained": 0.2, "finetuned": 0.39}}
+    c = synthetic_claims(s)
+    assert c["learned_bayes"]["value"] == pytest.approx(0.2 / 0.15) and c["learned_bayes"]["met"]
+    assert c["forgetting"]["value"] == pytest.approx(1.5) and c["forgetting"]["met"]
+    assert c["disc_not_worse"]["met"]
+    assert c["recovery"]["value"] == pytest.approx(0.4) and c["recovery"]["met"]
+    assert c["implicit_inference"]["value"] == pytest.approx(0.19) and not c["implicit_inference"]["met"]
+    assert not synthetic_claims({**s, "cont_mse": {**s["cont_mse"], "finetuned_conjugate": 0.28}})["recovery"]["met"]
+    no_forgetting = synthetic_claims({**s, "cont_mse": {**s["cont_mse"], "finetuned": 0.19}})
+    assert "recovery" not in no_forgetting and not no_forgetting["forgetting"]["met"]
+    assert synthetic_claims({"seed": 0}) == {}
+    m = minilm_claims({"drop_gap": -0.01, "icl_accuracy": {"tuned": {"en": 0.4, "leet": 0.5},
+                                                           "tuned_conjugate": {"en": 0.4, "leet": 0.6, "vel": 0.3}}})
+    assert not m["english_drop_largest"]["met"]
+    assert m["conjugate_recovers"]["value"] == pytest.approx(0.05) and m["conjugate_recovers"]["met"]
+
+
 def test_resume_runs_only_unfinished_runs(finished_sweep, tmp_path: Path) -> None:
     src, _ = finished_sweep
     out = tmp_path / "s"

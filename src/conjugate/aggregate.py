@@ -80,18 +80,24 @@ def aggregate_sweep(folder: str | Path) -> dict[str, Any]:
     points: list[dict[str, Any]] = []
     keys = list(spec["grid"])
     combos = [dict(zip(keys, c, strict=True)) for c in itertools.product(*(spec["grid"][k] for k in keys))]
+    check = None
+    if study and study.claims:
+        from .sweep import load_target
+
+        check = load_target(study.claims)
     for point in combos:
         runs = [r for r in spec["runs"] if r["point"] == point]
-        flat, finished, missing = [], [], []
+        flat, finished, missing, summaries = [], [], [], []
         for r in runs:
             path = folder / "runs" / r["name"] / "summary.json"
             if not path.exists():
                 missing.append(r["name"])
                 continue
             try:
-                flat.append(flatten_numbers(read_json(path)))
+                summaries.append(read_json(path))
             except (OSError, ValueError) as e:
                 raise ConfigError(f"{path}: unreadable summary ({e})") from None
+            flat.append(flatten_numbers(summaries[-1]))
             finished.append(r["name"])
         fields: dict[str, list[float]] = {}
         for f in flat:
@@ -99,7 +105,8 @@ def aggregate_sweep(folder: str | Path) -> dict[str, Any]:
                 fields.setdefault(k, []).append(v)
         points.append({"point": point, "label": point_label(point), "runs": finished, "missing": missing,
                        "seeds": [r["seed"] for r in runs if r["name"] in finished],
-                       "fields": {k: describe(v) for k, v in fields.items()}})
+                       "fields": {k: describe(v) for k, v in fields.items()},
+                       "claims": count_claims(check, finished, summaries) if check else {}})
     result = {"study": spec["study"], "preset": spec.get("preset"), "overrides": spec.get("overrides", {}),
               "grid": spec["grid"], "seeds": spec.get("seeds"), "points": points}
     write_json(folder / "aggregate.json", result)
@@ -107,6 +114,18 @@ def aggregate_sweep(folder: str | Path) -> dict[str, Any]:
     atomic_write_text(folder / "aggregate.md", markdown(result, key_patterns))
     figures(folder / "figures", result, study.figure_panels if study else ())
     return result
+
+
+def count_claims(check: Any, names: list[str], summaries: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per claim: its target, how many of the runs that have its numbers meet it, and each run's value."""
+    out: dict[str, Any] = {}
+    for name, summary in zip(names, summaries, strict=True):
+        for claim, c in check(summary).items():
+            entry = out.setdefault(claim, {"target": c["target"], "met": 0, "n": 0, "values": {}})
+            entry["met"] += bool(c["met"])
+            entry["n"] += 1
+            entry["values"][name] = c["value"]
+    return out
 
 
 def key_fields(result: dict[str, Any], patterns: tuple[str, ...]) -> list[str]:
@@ -143,9 +162,27 @@ def markdown(result: dict[str, Any], patterns: tuple[str, ...]) -> str:
         runs = f"{n}" + (f" ({len(p['missing'])} unfinished)" if p["missing"] else "")
         lines.append("| " + " | ".join([_short(p["point"][k]) for k in keys] + [runs]
                                        + [_cell(p["fields"].get(f), n) for f in fields]) + " |")
+    lines += claims_markdown(result)
     if keys:
         lines += ["", *[f"![{k}](figures/vs_{k}.png)" for k in keys]]
     return "\n".join(lines) + "\n"
+
+
+def claims_markdown(result: dict[str, Any]) -> list[str]:
+    """A second table: per grid point and claim, runs meeting it out of the runs that have its numbers, and
+    the values run by run (empty when the study defines no claims)."""
+    rows = [(p, name, c) for p in result["points"] for name, c in p.get("claims", {}).items()]
+    if not rows:
+        return []
+    keys = list(result["grid"])
+    lines = ["", "Claims: runs meeting each claim / runs with its numbers, and the value run by run.", "",
+             "| " + " | ".join(keys + ["claim", "target", "met", "values"]) + " |",
+             "|" + "---|" * (len(keys) + 4)]
+    for p, name, c in rows:
+        values = ", ".join(f"{v:.3g}" for v in c["values"].values())
+        lines.append("| " + " | ".join([_short(p["point"][k]) for k in keys]
+                                       + [name, c["target"], f"{c['met']}/{c['n']}", values]) + " |")
+    return lines
 
 
 def _numeric(values: list[Any]) -> bool:

@@ -46,6 +46,7 @@ class Study(NamedTuple):
     config: str  # the config dataclass, whose fields are the valid --set / --grid keys
     key_fields: tuple[str, ...] = ()  # summary fields (dotted, fnmatch patterns) in the aggregate table
     figure_panels: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (title, fields) per panel of each figure
+    claims: str = ""  # (summary) -> {name: {value, target, met}}: the study's claims, counted over seeds
 
 
 STUDIES: dict[str, Study] = {
@@ -56,14 +57,16 @@ STUDIES: dict[str, Study] = {
                     "recovered_fraction", "implicit_alpha.*"),
         figure_panels=(("D_cont error", ("cont_mse.pretrained", "cont_mse.finetuned", "cont_mse.finetuned_conjugate")),
                        ("forgetting ratio (fine-tuned / pretrained)", ("forgetting_ratio",)),
-                       ("recovered share of the gap", ("recovered_fraction", "recovered_fraction_net")))),
+                       ("recovered share of the gap", ("recovered_fraction", "recovered_fraction_net"))),
+        claims="conjugate.synthetic.claims:synthetic_claims"),
     "minilm": Study(
         "conjugate.minilm.config:resolve_minilm", "conjugate.minilm.study:run_minilm",
         "conjugate.minilm.config:MiniLMConfig",
         key_fields=("english_drop", "other_drop_mean", "drop_gap", "icl_accuracy.pretrained.*", "icl_accuracy.tuned.*",
                     "icl_accuracy.tuned_conjugate.*"),
         figure_panels=(("ICL accuracy drop after tuning", ("english_drop", "other_drop_mean")),
-                       ("English drop − mean other drop", ("drop_gap",)))),
+                       ("English drop − mean other drop", ("drop_gap",))),
+        claims="conjugate.minilm.claims:minilm_claims"),
 }
 
 ENGINES = ("local", "ray")
