@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.*
 EXTRAS ?= test,hf,openai
 
-.PHONY: install run test lint bench clean readme-figures
+.PHONY: install run test lint bench clean readme-figures readme-sweep
 
 $(BIN)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -32,6 +32,11 @@ lint: install
 RUNS ?= runs/quick
 readme-figures: install
 	$(BIN)/python scripts/update_readme.py $(RUNS)
+
+# Rewrites the README's sweep block from a finished sweep: make readme-sweep SWEEP=runs/sweep-quick
+SWEEP ?= runs/sweep-quick
+readme-sweep: install
+	$(BIN)/python scripts/update_readme.py --sweep $(SWEEP)
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info
