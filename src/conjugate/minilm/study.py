@@ -32,6 +32,7 @@ from ..lm.icl_vs_if.build import write_dataset
 from ..lm.icl_vs_if.report import table_markdown
 from ..lm.icl_vs_if.run import generate_missing, load_cache
 from ..lm.icl_vs_if.score import aggregate, icl_correct, score_row, scores_csv
+from ..lm.report import pct
 from ..runs import RunDir, atomic_write_text, read_json, write_json
 from ..synthetic.study import pick_device
 from ..synthetic.train import StageSpec, finish_stage, train_stage
@@ -403,9 +404,6 @@ def run_minilm(cfg: MiniLMConfig, out: str | Path, *, preset: str = "custom", se
 
 # ---- the table -----------------------------------------------------------------------------------------
 
-def _pct(x: float | None) -> str:
-    return "–" if x is None or x != x else f"{100 * x:.1f}"
-
 
 def table(s: dict, cfg: MiniLMConfig) -> str:
     """``table.md``: the ICL-vs-IF table (shared with the full-size study), then baselines, answer rates, QA
@@ -423,27 +421,27 @@ def table(s: dict, cfg: MiniLMConfig) -> str:
              f"{cfg.pretrain_steps} pretraining steps (batch {cfg.pretrain_batch}) on {', '.join(langs)}; "
              f"{cfg.tune_steps} English instruction-tuning steps (batch {cfg.tune_batch}, lr {cfg.tune_lr:g}). "
              f"`tuned_conjugate`: the English prompt mapped into the language, the output mapped back.", "",
-             f"- English drop: **{_pct(s['english_drop'])}** points; mean drop over the other languages: "
-             f"**{_pct(s['other_drop_mean'])}** (range {_pct(s['other_drop_min'])} … {_pct(s['other_drop_max'])}).",
+             f"- English drop: **{pct(s['english_drop'])}** points; mean drop over the other languages: "
+             f"**{pct(s['other_drop_mean'])}** (range {pct(s['other_drop_min'])} … {pct(s['other_drop_max'])}).",
              f"- Wall time: {s['seconds']:.0f} s.", "",
              table_markdown(view).replace("## ", "### "),
              "### Answer rate (%)", "",
              "Outputs that are not ICL-correct but answer the query (a number for math, a word for a blank).", "",
              "| language | " + " | ".join(s["answer_rate"]) + " |", "|" + "---|" * (len(s["answer_rate"]) + 1)]
-    lines += [f"| {lang} | " + " | ".join(_pct(v[lang]) for v in s["answer_rate"].values()) + " |" for lang in langs]
+    lines += [f"| {lang} | " + " | ".join(pct(v[lang]) for v in s["answer_rate"].values()) + " |" for lang in langs]
     lines += ["", "### Baselines: ICL accuracy of fixed strategies (%)", "",
               "| language | " + " | ".join(BASELINES) + " |", "|" + "---|" * (len(BASELINES) + 1)]
-    lines += [f"| {lang} | " + " | ".join(_pct(s["baselines"][b][lang]) for b in BASELINES) + " |" for lang in langs]
+    lines += [f"| {lang} | " + " | ".join(pct(s["baselines"][b][lang]) for b in BASELINES) + " |" for lang in langs]
     lines += ["", "### Question answering on held-out questions (% exact)", "",
               "| language | " + " | ".join(f"{m} {t}" for m in MODELS for t in ("math", "fillblank")) + " |",
               "|" + "---|" * 5]
-    lines += [f"| {lang} | " + " | ".join(_pct(s["qa_accuracy"][m][lang][t]) for m in MODELS
+    lines += [f"| {lang} | " + " | ".join(pct(s["qa_accuracy"][m][lang][t]) for m in MODELS
                                          for t in ("math", "fillblank")) + " |" for lang in langs]
     v = s["validation"]
     lines += ["", "### Validation split (settings were chosen on this split only)", "",
               "| language | pretrained | tuned |", "|---|---|---|"]
-    lines += [f"| {lang} | {_pct(v['icl_accuracy']['pretrained'][lang])} | {_pct(v['icl_accuracy']['tuned'][lang])} |"
+    lines += [f"| {lang} | {pct(v['icl_accuracy']['pretrained'][lang])} | {pct(v['icl_accuracy']['tuned'][lang])} |"
               for lang in langs]
-    lines += ["", f"English drop {_pct(v['english_drop'])}, mean other-language drop {_pct(v['other_drop_mean'])}.",
+    lines += ["", f"English drop {pct(v['english_drop'])}, mean other-language drop {pct(v['other_drop_mean'])}.",
               "", "![ICL accuracy](figures/icl_accuracy.png)", ""]
     return "\n".join(lines)

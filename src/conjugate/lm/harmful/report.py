@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ...runs import atomic_write_bytes, atomic_write_text
+from ..report import pct
 from .judge import LABELS
 
 N_BOOT = 2000
@@ -58,9 +59,6 @@ def summarise(rows: Iterable[dict], models: Sequence[str], langs: Sequence[str],
     return summary
 
 
-def _pct(x: float) -> str:
-    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.1f}"
-
 
 def table_markdown(summary: dict, judge: str) -> str:
     """One table per model: per language the answer rate with its 95% interval, refuse and ambiguous rates."""
@@ -75,8 +73,8 @@ def table_markdown(summary: dict, judge: str) -> str:
         lines += ["", f"### {m}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for lang in summary["langs"]:
             r, ci = summary["rates"][m][lang], summary["ci95"][m][lang]["ANSWER"]
-            cells = [lang, str(r["n"]), f"{_pct(r['ANSWER'])} [{_pct(ci[0])}, {_pct(ci[1])}]",
-                     _pct(r["REFUSE"]), _pct(r["AMBIGUOUS"])]
+            cells = [lang, str(r["n"]), f"{pct(r['ANSWER'])} [{pct(ci[0])}, {pct(ci[1])}]",
+                     pct(r["REFUSE"]), pct(r["AMBIGUOUS"])]
             if has_en:
                 diff = summary["answer_rate_minus_en"][m].get(lang)
                 cells.append("–" if diff is None else (f"{100 * diff:+.1f}" if not math.isnan(diff) else "–"))

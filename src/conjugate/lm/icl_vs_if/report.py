@@ -7,15 +7,7 @@ import math
 from pathlib import Path
 
 from ...runs import atomic_write_bytes, atomic_write_text
-
-
-def _pct(x: float) -> str:
-    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.1f}"
-
-
-def short_name(spec: str) -> str:
-    """A model's label: a local folder's last component, otherwise the spec itself."""
-    return Path(spec).name if Path(spec).expanduser().is_dir() else spec
+from ..report import pct, short_name
 
 
 def table_markdown(summary: dict) -> str:
@@ -30,23 +22,23 @@ def table_markdown(summary: dict) -> str:
              "The first model is the base model; drop = base accuracy − tuned accuracy (points).", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for lang in langs:
-        cells = [lang, str(summary["n"][lang]), _pct(acc[base][lang])]
+        cells = [lang, str(summary["n"][lang]), pct(acc[base][lang])]
         for m in tuned:
-            cells += [_pct(acc[m][lang]), _pct(summary["drop"][m][lang])]
+            cells += [pct(acc[m][lang]), pct(summary["drop"][m][lang])]
         lines.append("| " + " | ".join(cells) + " |")
     for m in tuned:
         drops = {lang: d for lang, d in summary["drop"][m].items() if not math.isnan(d)}
         top = max(drops.values(), default=0.0)
         if top > 0:
             worst = ", ".join(lang for lang, d in drops.items() if d == top)
-            lines += ["", f"Largest drop for {m}: **{worst}** ({_pct(top)} points)."]
+            lines += ["", f"Largest drop for {m}: **{worst}** ({pct(top)} points)."]
         elif drops:
             lines += ["", f"No drop for {m} in any language."]
     lines += ["", "## Instruction-following rate (%)", "",
               "Outputs that are not ICL-correct and contain the instruction-following answer as a word.", "",
               "| language | " + " | ".join(models) + " |", "|" + "---|" * (len(models) + 1)]
     for lang in langs:
-        lines.append(f"| {lang} | " + " | ".join(_pct(ifr[m][lang]) for m in models) + " |")
+        lines.append(f"| {lang} | " + " | ".join(pct(ifr[m][lang]) for m in models) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -7,18 +7,12 @@ import math
 from pathlib import Path
 
 from ...runs import atomic_write_bytes, atomic_write_text
+from ..report import pct, short_name
 
 MODE_TITLES = {"generate": "greedy generation, output starts with the label word",
                "loglik": "argmax of the three label log-likelihoods"}
 
 
-def pct(x: float | None) -> str:
-    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.1f}"
-
-
-def short_name(spec: str) -> str:
-    """A model's label: a local folder's last component, otherwise the spec itself."""
-    return Path(spec).name if Path(spec).expanduser().is_dir() else spec
 
 
 def table_markdown(summary: dict) -> str:
