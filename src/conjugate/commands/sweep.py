@@ -43,7 +43,8 @@ def _study_command(study: str) -> Callable[..., None]:
             console.print(f"[yellow]interrupted:[/yellow] {e}")
             raise typer.Exit(130) from None
         console.print(f"{len(outcome.completed)} runs completed, {len(outcome.skipped)} already finished, "
-                      f"{len(outcome.failed)} failed (see {Path(out) / 'failures.json'})", highlight=False)
+                      f"{len(outcome.failed)} failed"
+                      + (f" (see {Path(out) / 'failures.json'})" if outcome.failed else ""), highlight=False)
         typer.echo(f"aggregate: {Path(out) / 'aggregate.md'}")
         if outcome.failed:
             raise typer.Exit(1)
