@@ -198,6 +198,23 @@ def test_readme_sweep_block_is_generated_from_the_runs(finished_sweep, tmp_path:
         script.sweep_block(str(out), readme)
 
 
+@pytest.mark.parametrize("share", [True, False])
+def test_a_fine_tuning_grid_trains_each_pretraining_once(tmp_path: Path, share: bool) -> None:
+    out = tmp_path / "s"
+    extra = [] if share else ["--no-share-pretraining"]
+    result = runner.invoke(app, sweep_args(out, *extra, seeds="0", grid=("finetune_lr=1e-5,1e-4",), parallel=2))
+    assert result.exit_code == 0, result.output
+    names = [run_name({"finetune_lr": v}, 0) for v in (1e-5, 1e-4)]
+    markers = [json.loads((out / "runs" / n / ".stages" / "pretrain.done").read_text()) for n in names]
+    reused = [("reused_from" in m) for m in markers]
+    assert sorted(reused) == ([False, True] if share else [False, False])  # both ran at once: one waited
+    assert [summary(out, n)["pretrain_reused"] for n in names] == reused
+    assert (out / "pretrained").is_dir() == share
+    assert summary(out, names[0])["cont_mse"]["pretrained"] == summary(out, names[1])["cont_mse"]["pretrained"]
+    spec = json.loads((out / "sweep.json").read_text())
+    assert spec["invocations"][-1]["share_pretraining"] is share
+
+
 def test_synthetic_claims_thresholds() -> None:
     from conjugate.minilm.claims import minilm_claims
     from conjugate.synthetic.claims import synthetic_claims

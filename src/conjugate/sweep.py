@@ -47,6 +47,7 @@ class Study(NamedTuple):
     key_fields: tuple[str, ...] = ()  # summary fields (dotted, fnmatch patterns) in the aggregate table
     figure_panels: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (title, fields) per panel of each figure
     claims: str = ""  # (summary) -> {name: {value, target, met}}: the study's claims, counted over seeds
+    shares_pretraining: bool = False  # run() takes pretrain_cache: runs of one pretraining share it
 
 
 STUDIES: dict[str, Study] = {
@@ -58,7 +59,7 @@ STUDIES: dict[str, Study] = {
         figure_panels=(("D_cont error", ("cont_mse.pretrained", "cont_mse.finetuned", "cont_mse.finetuned_conjugate")),
                        ("forgetting ratio (fine-tuned / pretrained)", ("forgetting_ratio",)),
                        ("recovered share of the gap", ("recovered_fraction", "recovered_fraction_net"))),
-        claims="conjugate.synthetic.claims:synthetic_claims"),
+        claims="conjugate.synthetic.claims:synthetic_claims", shares_pretraining=True),
     "minilm": Study(
         "conjugate.minilm.config:resolve_minilm", "conjugate.minilm.study:run_minilm",
         "conjugate.minilm.config:MiniLMConfig",
@@ -108,6 +109,7 @@ class RunSpec:
     cpus: int = 1
     device: str = "cpu"
     gpu_index: int | None = None  # local engine only: which GPU this run uses (Ray assigns GPUs itself)
+    pretrain_cache: str | None = None  # folder through which runs of the same pretraining share it
 
 
 @dataclass
@@ -272,8 +274,9 @@ def execute(spec: RunSpec) -> dict[str, Any]:
         out.mkdir(parents=True, exist_ok=True)
         with open(out / "run.log", "a", encoding="utf-8") as log, contextlib.redirect_stdout(log), \
                 contextlib.redirect_stderr(log):
+            extra = {"pretrain_cache": spec.pretrain_cache} if spec.pretrain_cache else {}
             load_target(study.run)(cfg, out, preset=spec.preset, seed=spec.seed, device=spec.device,
-                                   show_progress=False)
+                                   show_progress=False, **extra)
         result["ok"] = True
     except Exception as e:  # noqa: BLE001 - a failed run is recorded, not fatal
         result["error"] = f"{type(e).__name__}: {e}"
@@ -442,6 +445,7 @@ class EngineOptions:
     max_parallel: int | None = None
     cpus_per_run: int = 1
     gpus_per_run: float = 0.0
+    share_pretraining: bool = True  # runs differing only after pretraining train it once (studies that can)
 
     def validate(self) -> EngineOptions:
         if self.engine not in ENGINES:
@@ -519,7 +523,8 @@ def _drive(plan: SweepPlan, out: Path, opts: EngineOptions, engine: Engine, cons
     spec["overrides"] = scrub(spec["overrides"])  # no secret-looking --set value in the file
     previous = read_json(out / "sweep.json") if (out / "sweep.json").exists() else {}
     invocation = {"time": _now(), "engine": engine.name, "address": opts.address, "max_parallel": engine.max_parallel,
-                  "cpus_per_run": opts.cpus_per_run, "gpus_per_run": opts.gpus_per_run}
+                  "cpus_per_run": opts.cpus_per_run, "gpus_per_run": opts.gpus_per_run,
+                  "share_pretraining": opts.share_pretraining}
     spec.update(created=previous.get("created", _now()), environment=environment(),
                 invocations=previous.get("invocations", []) + [invocation])
     write_json(out / "sweep.json", spec)
@@ -528,12 +533,13 @@ def _drive(plan: SweepPlan, out: Path, opts: EngineOptions, engine: Engine, cons
     outcome = SweepOutcome(total=len(spec["runs"]), engine=engine.name, max_parallel=engine.max_parallel)
     todo: deque[RunSpec] = deque()
     info = {r["name"]: r for r in spec["runs"]}
+    cache = str(out / "pretrained") if opts.share_pretraining and get_study(plan.study).shares_pretraining else None
     for r in spec["runs"]:
         if (runs_dir / r["name"] / "summary.json").exists():
             outcome.skipped.append(r["name"])
         else:
             todo.append(engine.prepare(RunSpec(r["name"], plan.study, plan.preset, {**plan.overrides, **r["point"]},
-                                               r["seed"], str(runs_dir / r["name"]))))
+                                               r["seed"], str(runs_dir / r["name"]), pretrain_cache=cache)))
     write_json(out / "failures.json", [])
     console.print(f"sweep: {outcome.total} runs ({len(plan.points())} grid points × {len(plan.seeds)} seeds), "
                   f"{len(outcome.skipped)} finished, {len(todo)} to run on {engine.name} "

@@ -32,10 +32,12 @@ def _study_command(study: str) -> Callable[..., None]:
                                                     "holds: CPUs // cpus-per-run, GPUs // gpus-per-run)"),
         cpus_per_run: int = typer.Option(1, help="CPU cores (torch threads) per run"),
         gpus_per_run: float = typer.Option(0.0, help="GPUs per run, 0…1 (0: runs on CPU; 0.5: two runs per GPU)"),
+        share_pretraining: bool = typer.Option(True, help="runs that differ only after pretraining train it "
+                                                          "once (OUT/pretrained/; synthetic study)"),
     ) -> None:
         try:
             plan = plan_sweep(study, preset, seeds, grid, set_)
-            opts = EngineOptions(engine, address, max_parallel, cpus_per_run, gpus_per_run)
+            opts = EngineOptions(engine, address, max_parallel, cpus_per_run, gpus_per_run, share_pretraining)
             outcome = run_sweep(plan, out, opts, console)
         except (ConfigError, EngineError) as e:
             raise fail(str(e)) from None

@@ -33,6 +33,8 @@ def run(
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
     set_: list[str] = typer.Option([], "--set", help="override a config field: key=value (repeatable)"),
     quiet: bool = typer.Option(False, help="no progress bars"),
+    pretrain_cache: Path = typer.Option(None, help="folder shared by runs of the same pretraining: take the "
+                                                   "pretrained model from it, or train and store it there"),
 ) -> None:
     """Pretrain → fine-tune → evaluate → figures and report."""
     from ..synthetic.study import run_synthetic
@@ -40,7 +42,8 @@ def run(
 
     try:
         cfg = resolve_synthetic(preset, parse_overrides(set_))
-        summary = run_synthetic(cfg, out, preset=preset, seed=seed, device=device, show_progress=not quiet)
+        summary = run_synthetic(cfg, out, preset=preset, seed=seed, device=device, show_progress=not quiet,
+                                pretrain_cache=pretrain_cache)
     except ConfigError as e:
         raise fail(str(e)) from None
     except Interrupted as e:

@@ -13,7 +13,7 @@ import torch
 
 from ..config import ConfigError, SyntheticConfig
 from ..runs import RunDir, read_json, write_json
-from . import bayes, plots, tasks
+from . import bayes, plots, share, tasks
 from . import evaluate as ev
 from .model import InContextRegressor, ModelConfig
 from .train import StageSpec, finish_stage, load_model, train_stage
@@ -53,11 +53,14 @@ def _stage_spec(cfg: SyntheticConfig, stage: str) -> StageSpec:
 
 def train_model(cfg: SyntheticConfig, run: RunDir, seed: int, device: torch.device, stage: str,
                 init: InContextRegressor | None, show_progress: bool = True,
-                stop_after: int | None = None) -> InContextRegressor:
-    """Run (or resume, or skip) one training stage and return its model."""
+                stop_after: int | None = None, pretrain_cache: Path | None = None) -> InContextRegressor:
+    """Run (or resume, or skip) one training stage and return its model. With ``pretrain_cache``, pretraining
+    is taken from (or published to) that folder, shared with every run of the same pretraining (:mod:`.share`)."""
     ckpt = run.path("checkpoints", f"{stage}.safetensors")
     if run.done(stage) and ckpt.exists():
         return load_model(ckpt, device)[0]
+    if stage == "pretrain" and pretrain_cache is not None:
+        return _shared_pretrain(cfg, run, seed, device, Path(pretrain_cache), show_progress, stop_after)
     model = InContextRegressor(model_config(cfg))
     if init is not None:
         model.load_state_dict(init.state_dict())
@@ -75,6 +78,21 @@ def train_model(cfg: SyntheticConfig, run: RunDir, seed: int, device: torch.devi
                         amp_bf16=use_amp, show_progress=show_progress, stop_after=stop_after)
     finish_stage(model, spec, run.root, {"stage": stage, "seed": seed, "alpha": alpha})
     run.mark_done(stage, stats)
+    return model
+
+
+def _shared_pretrain(cfg: SyntheticConfig, run: RunDir, seed: int, device: torch.device, cache: Path,
+                     show_progress: bool, stop_after: int | None) -> InContextRegressor:
+    name, ident = share.pretrain_key(cfg, seed, device.type)
+    ckpt = run.path("checkpoints", "pretrain.safetensors")
+    with share.locked(cache, name):
+        meta = share.fetch(cache, name, ident, ckpt)
+        if meta is not None:
+            run.mark_done("pretrain", {**meta["stats"], "seconds": 0.0, "reused_from": str(cache / name),
+                                       "producer": meta["producer"], "producer_seconds": meta["stats"].get("seconds")})
+            return load_model(ckpt, device)[0]
+        model = train_model(cfg, run, seed, device, "pretrain", None, show_progress, stop_after)
+        share.publish(cache, name, ident, ckpt, read_json(run.path(".stages", "pretrain.done")), run.root)
     return model
 
 
@@ -203,9 +221,13 @@ def summarise(cfg: SyntheticConfig, preset: str, seed: int, num: dict, seconds: 
 
 
 def run_synthetic(cfg: SyntheticConfig, out: str | Path, *, preset: str = "custom", seed: int = 0,
-                  device: str = "auto", show_progress: bool = True, stop_after: int | None = None) -> dict:
-    """The whole pipeline into ``out``; returns the summary. Finished stages are skipped on rerun."""
+                  device: str = "auto", show_progress: bool = True, stop_after: int | None = None,
+                  pretrain_cache: str | Path | None = None) -> dict:
+    """The whole pipeline into ``out``; returns the summary. Finished stages are skipped on rerun.
+    ``pretrain_cache``: a folder through which runs of the same pretraining share it (:mod:`.share`)."""
     cfg.validate()
+    if pretrain_cache is not None and Path(pretrain_cache).exists() and not Path(pretrain_cache).is_dir():
+        raise ConfigError(f"pretrain cache {pretrain_cache}: exists and is not a folder")
     dev = pick_device(device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -215,7 +237,8 @@ def run_synthetic(cfg: SyntheticConfig, out: str | Path, *, preset: str = "custo
         run.write_config(cfg.to_dict(), seed, {"preset": preset, "device": str(dev)})
     t0 = time.perf_counter()
     torch.manual_seed(seed)
-    pre = train_model(cfg, run, seed, dev, "pretrain", None, show_progress, stop_after)
+    pre = train_model(cfg, run, seed, dev, "pretrain", None, show_progress, stop_after,
+                      Path(pretrain_cache) if pretrain_cache is not None else None)
     fin = train_model(cfg, run, seed, dev, "finetune", pre, show_progress, stop_after)
     if run.done("evaluate") and run.path("summary.json").exists():
         summary = read_json(run.path("summary.json"))
@@ -228,6 +251,7 @@ def run_synthetic(cfg: SyntheticConfig, out: str | Path, *, preset: str = "custo
         summary = summarise(cfg, preset, seed, num, stage_seconds)
         summary["throughput"] = {s: {k: read_json(run.path(".stages", f"{s}.done")).get(k)
                                      for k in ("steps_per_s", "tokens_per_s")} for s in ("pretrain", "finetune")}
+        summary["pretrain_reused"] = "reused_from" in read_json(run.path(".stages", "pretrain.done"))
         write_json(run.path("metrics.json"), {"numbers": num, **metrics})
         write_json(run.path("summary.json"), summary)
     plots.study_figures(run.path("figures"), read_json(run.path("metrics.json")), summary, cfg)

@@ -1,0 +1,121 @@
+"""Shared pretraining: runs that differ only after pretraining train it once, and get the same numbers."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from conjugate.cli import app
+from conjugate.config import ConfigError, resolve_synthetic
+from conjugate.runs import read_json
+from conjugate.synthetic import share
+from conjugate.synthetic.study import run_synthetic
+from conjugate.synthetic.train import load_model
+
+runner = CliRunner()
+FAST = dict(pretrain_steps=30, finetune_steps=5, pretrain_warmup=0, eval_prompts=32, val_prompts=32,
+            alpha_grid=11, width=16, layers=1, scales=[1.0, 2.0], distance_spreads=[0.0, 1.0], threads=1)
+TIME_KEYS = {"seconds", "throughput", "pretrain_reused", "wall_seconds_this_call"}
+
+
+@pytest.fixture(autouse=True)
+def restore_threads():
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+def cfg(**over):
+    return resolve_synthetic("smoke", {**FAST, **over})
+
+
+def marker(run: Path) -> dict:
+    return read_json(run / ".stages" / "pretrain.done")
+
+
+def numbers(summary: dict) -> dict:
+    return {k: v for k, v in summary.items() if k not in TIME_KEYS}
+
+
+def test_second_run_reuses_pretraining_and_matches_a_fresh_run(tmp_path: Path) -> None:
+    cache = tmp_path / "pretrained"
+    a = run_synthetic(cfg(), tmp_path / "a", seed=3, device="cpu", show_progress=False, pretrain_cache=cache)
+    b = run_synthetic(cfg(finetune_steps=9), tmp_path / "b", seed=3, device="cpu", show_progress=False,
+                      pretrain_cache=cache)
+    fresh = run_synthetic(cfg(finetune_steps=9), tmp_path / "fresh", seed=3, device="cpu", show_progress=False)
+    assert not a["pretrain_reused"] and b["pretrain_reused"] and not fresh["pretrain_reused"]
+    assert "reused_from" not in marker(tmp_path / "a")
+    mb = marker(tmp_path / "b")
+    assert mb["seconds"] == 0.0 and mb["producer"] == str(tmp_path / "a") and mb["steps"] == 30
+    assert numbers(b) == numbers(fresh)  # reuse gives exactly what training afresh gives (same threads)
+    assert a["cont_mse"]["pretrained"] == b["cont_mse"]["pretrained"]
+    assert a["cont_mse"]["finetuned"] != b["cont_mse"]["finetuned"]
+    sa = load_model(tmp_path / "a" / "checkpoints" / "pretrain.safetensors", "cpu")[0].state_dict()
+    sb = load_model(tmp_path / "b" / "checkpoints" / "pretrain.safetensors", "cpu")[0].state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    entries = sorted(p.name for p in cache.iterdir() if p.is_dir())
+    assert len(entries) == 1 and entries[0].startswith("seed3-")
+    meta = read_json(cache / entries[0] / "meta.json")
+    assert meta["ident"]["fields"]["pretrain_steps"] == 30 and meta["ident"]["seed"] == 3
+    assert meta["stats"]["steps"] == 30 and meta["producer"] == str(tmp_path / "a")
+
+
+def test_a_different_pretraining_or_seed_is_not_reused(tmp_path: Path) -> None:
+    cache = tmp_path / "pretrained"
+    run_synthetic(cfg(), tmp_path / "a", seed=0, device="cpu", show_progress=False, pretrain_cache=cache)
+    run_synthetic(cfg(pretrain_lr=5e-4), tmp_path / "b", seed=0, device="cpu", show_progress=False,
+                  pretrain_cache=cache)
+    run_synthetic(cfg(), tmp_path / "c", seed=1, device="cpu", show_progress=False, pretrain_cache=cache)
+    assert all("reused_from" not in marker(tmp_path / r) for r in "abc")
+    assert len([p for p in cache.iterdir() if p.is_dir()]) == 3
+    key = share.pretrain_key(cfg(), 0, "cpu")
+    assert key == share.pretrain_key(cfg(finetune_steps=99, alpha_finetune=0.5, scales=[1.0, 3.0]), 0, "cpu")
+    assert key != share.pretrain_key(cfg(), 0, "cuda")
+
+
+def test_an_entry_made_for_another_config_is_refused(tmp_path: Path) -> None:
+    cache = tmp_path / "pretrained"
+    run_synthetic(cfg(), tmp_path / "a", seed=0, device="cpu", show_progress=False, pretrain_cache=cache)
+    name, _ = share.pretrain_key(cfg(), 0, "cpu")
+    meta_path = cache / name / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    meta["ident"]["fields"]["pretrain_lr"] = 0.5
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(ConfigError, match="made for another config"):
+        run_synthetic(cfg(finetune_steps=9), tmp_path / "b", seed=0, device="cpu", show_progress=False,
+                      pretrain_cache=cache)
+
+
+def test_lock_makes_a_second_run_wait(tmp_path: Path) -> None:
+    order: list[str] = []
+    inside = threading.Event()
+
+    def holder():
+        with share.locked(tmp_path, "x"):
+            inside.set()
+            time.sleep(0.3)
+            order.append("first done")
+
+    t = threading.Thread(target=holder)
+    t.start()
+    inside.wait(5)
+    with share.locked(tmp_path, "x"):
+        order.append("second in")
+    t.join()
+    assert order == ["first done", "second in"]
+
+
+def test_cli_pretrain_cache_that_is_a_file(tmp_path: Path) -> None:
+    bad = tmp_path / "cache"
+    bad.write_text("not a folder")
+    result = runner.invoke(app, ["synthetic", "run", "--preset", "smoke", "--out", str(tmp_path / "r"),
+                                 "--pretrain-cache", str(bad), "--quiet", "--set", "pretrain_steps=5"])
+    assert result.exit_code == 2
+    assert "is not a folder" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "r").exists()
