@@ -33,10 +33,11 @@ RUNS ?= runs/quick
 readme-figures: install
 	$(BIN)/python scripts/update_readme.py $(RUNS)
 
-# Rewrites the README's sweep block from a finished sweep: make readme-sweep SWEEP=runs/sweep-quick
+# Rewrites a README sweep block from a finished sweep: make readme-sweep SWEEP=runs/sweep-quick [BLOCK=sweep-quick]
 SWEEP ?= runs/sweep-quick
+BLOCK ?= sweep-quick
 readme-sweep: install
-	$(BIN)/python scripts/update_readme.py --sweep $(SWEEP)
+	$(BIN)/python scripts/update_readme.py --sweep $(SWEEP) --block $(BLOCK)
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info
