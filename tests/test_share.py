@@ -79,6 +79,19 @@ def test_a_different_pretraining_or_seed_is_not_reused(tmp_path: Path) -> None:
     assert key != share.pretrain_key(cfg(), 0, "cuda")
 
 
+def test_every_field_outside_the_after_pretraining_list_is_in_the_key() -> None:
+    import dataclasses
+
+    from conjugate.config import SyntheticConfig
+
+    names = {f.name for f in dataclasses.fields(SyntheticConfig)}
+    assert share.AFTER_PRETRAINING <= names  # no typo hides a field
+    base = cfg()
+    assert set(share.pretrain_fields(base)) == names - share.AFTER_PRETRAINING
+    assert {"d", "alpha_pretrain", "pretrain_steps", "width", "grad_clip", "weight_decay", "task_seed"} <= \
+        set(share.pretrain_fields(base))
+
+
 def test_an_entry_made_for_another_config_is_refused(tmp_path: Path) -> None:
     cache = tmp_path / "pretrained"
     run_synthetic(cfg(), tmp_path / "a", seed=0, device="cpu", show_progress=False, pretrain_cache=cache)

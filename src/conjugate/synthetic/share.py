@@ -4,7 +4,8 @@ Pretraining is ~90% of a quick run; a grid over fine-tuning or evaluation settin
 ``alpha_finetune``, ``finetune_lr``, ``scales`` ...) would otherwise train the same pretrained model once per
 grid point. Runs given the same ``cache`` folder (a sweep passes ``SWEEP/pretrained``) share it instead:
 
-- the key is every config field pretraining depends on (:data:`PRETRAIN_FIELDS`), the seed and the device type,
+- the key is every config field pretraining may depend on (all but :data:`AFTER_PRETRAINING`), the seed and
+  the device type,
   hashed into the entry name ``seed<N>-<sha256 prefix>``; the entry's ``meta.json`` repeats the key in full and
   is compared on every use, so a renamed or edited entry is refused rather than used;
 - the first run to need an entry trains it in its own run folder (resumable as always) while holding an
@@ -22,6 +23,7 @@ depends on the filesystem.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import hashlib
 import json
@@ -35,14 +37,21 @@ from typing import Any
 from ..config import ConfigError, SyntheticConfig
 from ..runs import environment, read_json, write_json
 
-PRETRAIN_FIELDS = ("d", "n_points", "n_tasks", "sigma", "alpha_pretrain", "task_seed", "width", "layers", "heads",
-                   "pretrain_steps", "pretrain_batch", "pretrain_lr", "pretrain_warmup", "weight_decay", "grad_clip",
-                   "compile", "amp_bf16")
+# Fields pretraining does not read. Every other field is part of the key, so a field added later counts as a
+# pretraining field until it is listed here: the safe direction (at worst a pretraining is not shared).
+AFTER_PRETRAINING = frozenset({"alpha_finetune", "finetune_steps", "finetune_batch", "finetune_lr", "finetune_warmup",
+                               "eval_prompts", "val_prompts", "scales", "distance_spreads", "alpha_grid",
+                               "checkpoint_every", "threads"})
+
+
+def pretrain_fields(cfg: SyntheticConfig) -> dict[str, Any]:
+    """The config fields a pretraining depends on (all but :data:`AFTER_PRETRAINING`)."""
+    return {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name not in AFTER_PRETRAINING}
 
 
 def pretrain_key(cfg: SyntheticConfig, seed: int, device_type: str) -> tuple[str, dict[str, Any]]:
     """The cache entry's name and the full identity it stands for."""
-    ident = {"fields": {f: getattr(cfg, f) for f in PRETRAIN_FIELDS}, "seed": seed, "device": device_type}
+    ident = {"fields": pretrain_fields(cfg), "seed": seed, "device": device_type}
     digest = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
     return f"seed{seed}-{digest}", ident
 
