@@ -66,6 +66,23 @@ def test_second_run_reuses_pretraining_and_matches_a_fresh_run(tmp_path: Path) -
     assert meta["stats"]["steps"] == 30 and meta["producer"] == str(tmp_path / "a")
 
 
+def test_an_interrupted_run_takes_the_entry_another_run_published(tmp_path: Path) -> None:
+    from conjugate.synthetic.train import Interrupted
+
+    cache = tmp_path / "pretrained"
+    with pytest.raises(Interrupted):
+        run_synthetic(cfg(), tmp_path / "a", seed=2, device="cpu", show_progress=False, pretrain_cache=cache,
+                      stop_after=10)
+    assert (tmp_path / "a" / "checkpoints" / "pretrain.resume.safetensors").exists()
+    assert not any(p.is_dir() for p in cache.iterdir())  # nothing published by an interrupted pretraining
+    b = run_synthetic(cfg(finetune_steps=9), tmp_path / "b", seed=2, device="cpu", show_progress=False,
+                      pretrain_cache=cache)
+    a = run_synthetic(cfg(), tmp_path / "a", seed=2, device="cpu", show_progress=False, pretrain_cache=cache)
+    assert not b["pretrain_reused"] and a["pretrain_reused"]
+    assert not (tmp_path / "a" / "checkpoints" / "pretrain.resume.safetensors").exists()
+    assert a["cont_mse"]["pretrained"] == b["cont_mse"]["pretrained"]
+
+
 def test_a_different_pretraining_or_seed_is_not_reused(tmp_path: Path) -> None:
     cache = tmp_path / "pretrained"
     run_synthetic(cfg(), tmp_path / "a", seed=0, device="cpu", show_progress=False, pretrain_cache=cache)

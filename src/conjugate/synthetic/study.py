@@ -88,6 +88,7 @@ def _shared_pretrain(cfg: SyntheticConfig, run: RunDir, seed: int, device: torch
     with share.locked(cache, name):
         meta = share.fetch(cache, name, ident, ckpt)
         if meta is not None:
+            run.path("checkpoints", "pretrain.resume.safetensors").unlink(missing_ok=True)  # an earlier attempt's
             run.mark_done("pretrain", {**meta["stats"], "seconds": 0.0, "reused_from": str(cache / name),
                                        "producer": meta["producer"], "producer_seconds": meta["stats"].get("seconds")})
             return load_model(ckpt, device)[0]
