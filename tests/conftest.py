@@ -5,6 +5,16 @@ from __future__ import annotations
 import pytest
 
 
+@pytest.fixture(autouse=True)
+def restore_threads():
+    """Runs set torch's thread count (``threads``, a sweep's cpus per run); put it back after every test."""
+    import torch
+
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def tiny_gpt2(tmp_path_factory: pytest.TempPathFactory):
     """Folder of a tiny random GPT-2 + byte-level BPE tokenizer (conjugate.lm.tiny), built once per session."""

@@ -24,13 +24,6 @@ FAST = dict(pretrain_steps=30, finetune_steps=5, pretrain_warmup=0, eval_prompts
 TIME_KEYS = {"seconds", "throughput", "pretrain_reused", "wall_seconds_this_call"}
 
 
-@pytest.fixture(autouse=True)
-def restore_threads():
-    before = torch.get_num_threads()
-    yield
-    torch.set_num_threads(before)
-
-
 def cfg(**over):
     return resolve_synthetic("smoke", {**FAST, **over})
 

@@ -26,13 +26,6 @@ TIME_KEYS = {"seconds", "throughput"}
 FIGURES = {"loss_vs_exemplars.png", "loss_vs_scale.png", "alpha_eff.png", "distance_sweep.png"}
 
 
-@pytest.fixture(autouse=True)
-def restore_threads():
-    before = torch.get_num_threads()
-    yield
-    torch.set_num_threads(before)
-
-
 def invoke(*args: str):
     before = torch.get_num_threads()
     result = runner.invoke(app, [str(a) for a in args])
