@@ -11,10 +11,10 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from conjugate import share
 from conjugate.cli import app
 from conjugate.config import ConfigError, resolve_synthetic
 from conjugate.runs import read_json
-from conjugate.synthetic import share
 from conjugate.synthetic.study import run_synthetic
 from conjugate.synthetic.train import load_model
 
@@ -26,6 +26,10 @@ TIME_KEYS = {"seconds", "throughput", "pretrain_reused", "wall_seconds_this_call
 
 def cfg(**over):
     return resolve_synthetic("smoke", {**FAST, **over})
+
+
+def synthetic_key(c, seed: int, device: str) -> tuple[str, dict]:
+    return share.entry_key(share.fields_before(c, c.AFTER_PRETRAINING), seed, device)
 
 
 def marker(run: Path) -> dict:
@@ -84,28 +88,33 @@ def test_a_different_pretraining_or_seed_is_not_reused(tmp_path: Path) -> None:
     run_synthetic(cfg(), tmp_path / "c", seed=1, device="cpu", show_progress=False, pretrain_cache=cache)
     assert all("reused_from" not in marker(tmp_path / r) for r in "abc")
     assert len([p for p in cache.iterdir() if p.is_dir()]) == 3
-    key = share.pretrain_key(cfg(), 0, "cpu")
-    assert key == share.pretrain_key(cfg(finetune_steps=99, alpha_finetune=0.5, scales=[1.0, 3.0]), 0, "cpu")
-    assert key != share.pretrain_key(cfg(), 0, "cuda")
+    key = synthetic_key(cfg(), 0, "cpu")
+    assert key == synthetic_key(cfg(finetune_steps=99, alpha_finetune=0.5, scales=[1.0, 3.0]), 0, "cpu")
+    assert key != synthetic_key(cfg(), 0, "cuda")
 
 
 def test_every_field_outside_the_after_pretraining_list_is_in_the_key() -> None:
     import dataclasses
 
     from conjugate.config import SyntheticConfig
+    from conjugate.minilm.config import MiniLMConfig
 
-    names = {f.name for f in dataclasses.fields(SyntheticConfig)}
-    assert share.AFTER_PRETRAINING <= names  # no typo hides a field
-    base = cfg()
-    assert set(share.pretrain_fields(base)) == names - share.AFTER_PRETRAINING
+    for config in (SyntheticConfig, MiniLMConfig):
+        names = {f.name for f in dataclasses.fields(config)}
+        assert config.AFTER_PRETRAINING <= names  # no typo hides a field
+        assert set(share.fields_before(config(), config.AFTER_PRETRAINING)) == names - config.AFTER_PRETRAINING
     assert {"d", "alpha_pretrain", "pretrain_steps", "width", "grad_clip", "weight_decay", "task_seed"} <= \
-        set(share.pretrain_fields(base))
+        set(share.fields_before(cfg(), SyntheticConfig.AFTER_PRETRAINING))
+    assert {"languages", "split_seed", "p_icl", "max_shots", "chunks", "pretrain_lr", "max_len"} <= \
+        set(share.fields_before(MiniLMConfig(), MiniLMConfig.AFTER_PRETRAINING))
+    with pytest.raises(ValueError, match="not fields"):
+        share.fields_before(cfg(), frozenset({"bogus"}))
 
 
 def test_an_entry_made_for_another_config_is_refused(tmp_path: Path) -> None:
     cache = tmp_path / "pretrained"
     run_synthetic(cfg(), tmp_path / "a", seed=0, device="cpu", show_progress=False, pretrain_cache=cache)
-    name, _ = share.pretrain_key(cfg(), 0, "cpu")
+    name, _ = synthetic_key(cfg(), 0, "cpu")
     meta_path = cache / name / "meta.json"
     meta = json.loads(meta_path.read_text())
     meta["ident"]["fields"]["pretrain_lr"] = 0.5
@@ -113,6 +122,22 @@ def test_an_entry_made_for_another_config_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="made for another config"):
         run_synthetic(cfg(finetune_steps=9), tmp_path / "b", seed=0, device="cpu", show_progress=False,
                       pretrain_cache=cache)
+
+
+def test_minilm_runs_share_pretraining_and_match_a_fresh_run(tmp_path: Path) -> None:
+    from conjugate.minilm.config import resolve_minilm
+    from conjugate.minilm.study import run_minilm
+
+    mcfg = lambda **over: resolve_minilm("smoke", {"threads": 1, **over})  # noqa: E731
+    cache = tmp_path / "pretrained"
+    a = run_minilm(mcfg(), tmp_path / "a", seed=1, device="cpu", show_progress=False, pretrain_cache=cache)
+    b = run_minilm(mcfg(tune_steps=6), tmp_path / "b", seed=1, device="cpu", show_progress=False,
+                   pretrain_cache=cache)
+    fresh = run_minilm(mcfg(tune_steps=6), tmp_path / "fresh", seed=1, device="cpu", show_progress=False)
+    assert not a["pretrain_reused"] and b["pretrain_reused"] and not fresh["pretrain_reused"]
+    assert marker(tmp_path / "b")["producer"] == str(tmp_path / "a")
+    skip = TIME_KEYS | {"threads"}
+    assert {k: v for k, v in b.items() if k not in skip} == {k: v for k, v in fresh.items() if k not in skip}
 
 
 def test_lock_makes_a_second_run_wait(tmp_path: Path) -> None:

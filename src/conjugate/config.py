@@ -58,6 +58,11 @@ class SyntheticConfig:
     compile: bool = False
     amp_bf16: bool = False
 
+    # fields pretraining never reads (the key of shared pretraining is every other field: conjugate.share)
+    AFTER_PRETRAINING: typing.ClassVar[frozenset[str]] = frozenset({
+        "alpha_finetune", "finetune_steps", "finetune_batch", "finetune_lr", "finetune_warmup", "eval_prompts",
+        "val_prompts", "scales", "distance_spreads", "alpha_grid", "checkpoint_every", "threads"})
+
     def validate(self) -> SyntheticConfig:
         for f in fields(self):
             v = getattr(self, f.name)

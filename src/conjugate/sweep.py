@@ -67,7 +67,7 @@ STUDIES: dict[str, Study] = {
                     "icl_accuracy.tuned_conjugate.*"),
         figure_panels=(("ICL accuracy drop after tuning", ("english_drop", "other_drop_mean")),
                        ("English drop − mean other drop", ("drop_gap",))),
-        claims="conjugate.minilm.claims:minilm_claims"),
+        claims="conjugate.minilm.claims:minilm_claims", shares_pretraining=True),
 }
 
 ENGINES = ("local", "ray")

@@ -21,6 +21,8 @@ def run(
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
     set_: list[str] = typer.Option([], "--set", help="override a config field: key=value (repeatable)"),
     quiet: bool = typer.Option(False, help="no progress bars"),
+    pretrain_cache: Path = typer.Option(None, help="folder shared by runs of the same pretraining: take the "
+                                                   "pretrained model from it, or train and store it there"),
 ) -> None:
     """Pretrain a character-level LM on a synthetic multilingual corpus → tune it on English question answering →
     ICL accuracy per language, before and after, and with conjugate prompting."""
@@ -31,7 +33,8 @@ def run(
 
     try:
         cfg = resolve_minilm(preset, parse_overrides(set_, MiniLMConfig))
-        summary = run_minilm(cfg, out, preset=preset, seed=seed, device=device, show_progress=not quiet)
+        summary = run_minilm(cfg, out, preset=preset, seed=seed, device=device, show_progress=not quiet,
+                             pretrain_cache=pretrain_cache)
     except ConfigError as e:
         raise fail(str(e)) from None
     except Interrupted as e:

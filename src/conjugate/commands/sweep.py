@@ -33,7 +33,7 @@ def _study_command(study: str) -> Callable[..., None]:
         cpus_per_run: int = typer.Option(1, help="CPU cores (torch threads) per run"),
         gpus_per_run: float = typer.Option(0.0, help="GPUs per run, 0…1 (0: runs on CPU; 0.5: two runs per GPU)"),
         share_pretraining: bool = typer.Option(True, help="runs that differ only after pretraining train it "
-                                                          "once (OUT/pretrained/; synthetic study)"),
+                                                          "once (OUT/pretrained/)"),
     ) -> None:
         try:
             plan = plan_sweep(study, preset, seeds, grid, set_)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import typing
 from dataclasses import dataclass, field, fields
 
 from ..config import ConfigError
@@ -61,6 +62,11 @@ class MiniLMConfig:
     # execution
     checkpoint_every: int = 200
     threads: int = 0  # 0: torch's default
+
+    # fields pretraining never reads (the key of shared pretraining is every other field: conjugate.share)
+    AFTER_PRETRAINING: typing.ClassVar[frozenset[str]] = frozenset({
+        "tune_steps", "tune_batch", "tune_lr", "tune_warmup", "split", "eval_prompts", "val_prompts", "qa_prompts",
+        "shots", "max_new_tokens", "eval_batch", "checkpoint_every", "threads"})
 
     def validate(self) -> MiniLMConfig:
         for f in fields(self):

@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from .. import share
 from ..config import ConfigError
 from ..lm.icl_vs_if.build import write_dataset
 from ..lm.icl_vs_if.report import table_markdown
@@ -148,11 +149,17 @@ def stage_spec(cfg: MiniLMConfig, stage: str) -> StageSpec:
 
 def train_model(cfg: MiniLMConfig, run: RunDir, seed: int, device: torch.device, stage: str,
                 init: CausalLM | None, tok: CharTokenizer, splits: C.Splits, show_progress: bool = True,
-                stop_after: int | None = None) -> CausalLM:
-    """Run (or resume, or skip) one training stage and return its model."""
+                stop_after: int | None = None, pretrain_cache: Path | None = None) -> CausalLM:
+    """Run (or resume, or skip) one training stage and return its model; with ``pretrain_cache``, pretraining
+    is shared with every run of the same pretraining (:mod:`conjugate.share`)."""
     ckpt = run.path("checkpoints", f"{stage}.safetensors")
     if run.done(stage) and ckpt.exists():
         return load_lm(ckpt, device)[0]
+    if stage == "pretrain" and pretrain_cache is not None:
+        return share.shared_stage(
+            run, pretrain_cache, share.fields_before(cfg, cfg.AFTER_PRETRAINING), seed, device.type,
+            train=lambda: train_model(cfg, run, seed, device, stage, None, tok, splits, show_progress, stop_after),
+            load=lambda path: load_lm(path, device)[0])
     torch.manual_seed(seed)
     model = CausalLM(model_config(cfg, tok))
     if init is not None:
@@ -355,9 +362,12 @@ def write_samples(path: Path, cfg: MiniLMConfig, splits: C.Splits) -> Path:
 
 
 def run_minilm(cfg: MiniLMConfig, out: str | Path, *, preset: str = "custom", seed: int = 0, device: str = "auto",
-               show_progress: bool = True, stop_after: int | None = None) -> dict:
-    """The whole pipeline into ``out``; returns the summary. Finished stages are skipped on rerun."""
+               show_progress: bool = True, stop_after: int | None = None,
+               pretrain_cache: str | Path | None = None) -> dict:
+    """The whole pipeline into ``out``; returns the summary. Finished stages are skipped on rerun.
+    ``pretrain_cache``: a folder through which runs of the same pretraining share it (:mod:`conjugate.share`)."""
     cfg.validate()
+    share.check_cache_path(pretrain_cache)
     dev = pick_device(device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -371,7 +381,8 @@ def run_minilm(cfg: MiniLMConfig, out: str | Path, *, preset: str = "custom", se
                                                "problem_split_sizes": {k: len(v) for k, v in splits.problems.items()}})
         write_samples(run.path("corpus_samples.md"), cfg, splits)
     t0 = time.perf_counter()
-    pre = train_model(cfg, run, seed, dev, "pretrain", None, tok, splits, show_progress, stop_after)
+    pre = train_model(cfg, run, seed, dev, "pretrain", None, tok, splits, show_progress, stop_after,
+                      Path(pretrain_cache) if pretrain_cache is not None else None)
     tuned = train_model(cfg, run, seed, dev, "tune", pre, tok, splits, show_progress, stop_after)
     if run.done("evaluate") and run.path("summary.json").exists():
         summary = read_json(run.path("summary.json"))
@@ -393,6 +404,7 @@ def run_minilm(cfg: MiniLMConfig, out: str | Path, *, preset: str = "custom", se
         summary["throughput"] = {s: {k: read_json(run.path(".stages", f"{s}.done")).get(k)
                                      for k in ("steps_per_s", "tokens_per_s")} for s in STAGES}
         summary["threads"] = torch.get_num_threads()
+        summary["pretrain_reused"] = "reused_from" in read_json(run.path(".stages", "pretrain.done"))
         write_json(run.path("summary.json"), summary)
     from .plots import plot_summary
 

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import torch
 
+from .. import share
 from ..config import ConfigError, SyntheticConfig
 from ..runs import RunDir, read_json, write_json
-from . import bayes, plots, share, tasks
+from . import bayes, plots, tasks
 from . import evaluate as ev
 from .model import InContextRegressor, ModelConfig
 from .train import StageSpec, finish_stage, load_model, train_stage
@@ -55,7 +56,8 @@ def train_model(cfg: SyntheticConfig, run: RunDir, seed: int, device: torch.devi
                 init: InContextRegressor | None, show_progress: bool = True,
                 stop_after: int | None = None, pretrain_cache: Path | None = None) -> InContextRegressor:
     """Run (or resume, or skip) one training stage and return its model. With ``pretrain_cache``, pretraining
-    is taken from (or published to) that folder, shared with every run of the same pretraining (:mod:`.share`)."""
+    is taken from (or published to) that folder, shared with every run of the same pretraining
+    (:mod:`conjugate.share`)."""
     ckpt = run.path("checkpoints", f"{stage}.safetensors")
     if run.done(stage) and ckpt.exists():
         return load_model(ckpt, device)[0]
@@ -83,18 +85,10 @@ def train_model(cfg: SyntheticConfig, run: RunDir, seed: int, device: torch.devi
 
 def _shared_pretrain(cfg: SyntheticConfig, run: RunDir, seed: int, device: torch.device, cache: Path,
                      show_progress: bool, stop_after: int | None) -> InContextRegressor:
-    name, ident = share.pretrain_key(cfg, seed, device.type)
-    ckpt = run.path("checkpoints", "pretrain.safetensors")
-    with share.locked(cache, name):
-        meta = share.fetch(cache, name, ident, ckpt)
-        if meta is not None:
-            run.path("checkpoints", "pretrain.resume.safetensors").unlink(missing_ok=True)  # an earlier attempt's
-            run.mark_done("pretrain", {**meta["stats"], "seconds": 0.0, "reused_from": str(cache / name),
-                                       "producer": meta["producer"], "producer_seconds": meta["stats"].get("seconds")})
-            return load_model(ckpt, device)[0]
-        model = train_model(cfg, run, seed, device, "pretrain", None, show_progress, stop_after)
-        share.publish(cache, name, ident, ckpt, read_json(run.path(".stages", "pretrain.done")), run.root)
-    return model
+    return share.shared_stage(
+        run, cache, share.fields_before(cfg, cfg.AFTER_PRETRAINING), seed, device.type,
+        train=lambda: train_model(cfg, run, seed, device, "pretrain", None, show_progress, stop_after),
+        load=lambda ckpt: load_model(ckpt, device)[0])
 
 
 # ---- evaluation ----------------------------------------------------------------------------------------
@@ -225,10 +219,9 @@ def run_synthetic(cfg: SyntheticConfig, out: str | Path, *, preset: str = "custo
                   device: str = "auto", show_progress: bool = True, stop_after: int | None = None,
                   pretrain_cache: str | Path | None = None) -> dict:
     """The whole pipeline into ``out``; returns the summary. Finished stages are skipped on rerun.
-    ``pretrain_cache``: a folder through which runs of the same pretraining share it (:mod:`.share`)."""
+    ``pretrain_cache``: a folder through which runs of the same pretraining share it (:mod:`conjugate.share`)."""
     cfg.validate()
-    if pretrain_cache is not None and Path(pretrain_cache).exists() and not Path(pretrain_cache).is_dir():
-        raise ConfigError(f"pretrain cache {pretrain_cache}: exists and is not a folder")
+    share.check_cache_path(pretrain_cache)
     dev = pick_device(device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)

@@ -1,0 +1,133 @@
+"""Pretraining shared between runs that differ only after it (the synthetic and miniature-LM studies).
+
+Pretraining is most of a run (~90% of a synthetic quick run, ~80% of a minilm one); a grid over fine-tuning or
+evaluation settings (``finetune_steps``, ``alpha_finetune``, ``tune_lr``, ``scales`` ...) would otherwise train
+the same pretrained model once per grid point. Runs given the same ``cache`` folder (a sweep passes
+``SWEEP/pretrained``) share it instead:
+
+- the key is every config field a pretraining may depend on — all but the study's list of fields read only
+  after it (:func:`fields_before`), so a field added later counts as a pretraining field until it is listed: the
+  safe direction — plus the seed and the device type, hashed into the entry name ``seed<N>-<sha256 prefix>``;
+  the entry's ``meta.json`` repeats the key in full and is compared on every use, so a renamed or edited entry
+  is refused rather than used;
+- the first run to need an entry trains it in its own run folder (resumable as always) while holding an
+  exclusive lock on ``<entry>.lock``, then publishes the final checkpoint (safetensors) atomically; a run that
+  needs the same entry meanwhile waits on the lock, then copies the checkpoint into its own folder (dropping
+  any partial pretraining of its own);
+- a run that reused an entry says so: its ``.stages/pretrain.done`` has ``reused_from``, ``producer`` and the
+  producer's stats with ``seconds`` 0 (time spent by this run), and ``summary.json`` gets ``pretrain_reused``.
+
+Thread count is not part of the key: a different number of threads sums in a different order, so a reused
+model can differ from one this run would have trained in the last bits (the producer's thread count is in
+``meta.json``). The lock is ``fcntl.flock``: reliable on one machine; on a cluster's network filesystem it
+depends on the filesystem.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from .config import ConfigError
+from .runs import RunDir, environment, read_json, write_json
+
+
+def fields_before(cfg: Any, after: frozenset[str]) -> dict[str, Any]:
+    """The fields of the config dataclass ``cfg`` that a pretraining may depend on: all but ``after``."""
+    names = {f.name for f in dataclasses.fields(cfg)}
+    unknown = after - names
+    if unknown:
+        raise ValueError(f"not fields of {type(cfg).__name__}: {sorted(unknown)}")
+    return {name: getattr(cfg, name) for name in sorted(names - after)}
+
+
+def entry_key(fields: dict[str, Any], seed: int, device_type: str) -> tuple[str, dict[str, Any]]:
+    """The cache entry's name and the full identity it stands for."""
+    ident = {"fields": fields, "seed": seed, "device": device_type}
+    digest = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
+    return f"seed{seed}-{digest}", ident
+
+
+@contextlib.contextmanager
+def locked(cache: Path, name: str) -> Iterator[None]:
+    """Hold the entry's exclusive lock (blocks while another run trains the same pretraining)."""
+    if cache.exists() and not cache.is_dir():
+        raise ConfigError(f"pretrain cache {cache}: exists and is not a folder")
+    cache.mkdir(parents=True, exist_ok=True)
+    with open(cache / f"{name}.lock", "a+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def fetch(cache: Path, name: str, ident: dict[str, Any], dest: Path) -> dict[str, Any] | None:
+    """Copy the entry's checkpoint to ``dest`` and return its ``meta.json``; None when there is no entry."""
+    entry = cache / name
+    meta_path, ckpt = entry / "meta.json", entry / dest.name
+    if not (meta_path.exists() and ckpt.exists()):
+        return None
+    try:
+        meta = read_json(meta_path)
+    except ValueError as e:
+        raise ConfigError(f"{meta_path}: unreadable shared-pretraining entry ({e}); delete {entry}") from None
+    if meta.get("ident") != ident:
+        raise ConfigError(f"{meta_path}: the entry was made for another config, seed or device; delete {entry}")
+    _copy_atomic(ckpt, dest)
+    return meta
+
+
+def publish(cache: Path, name: str, ident: dict[str, Any], ckpt: Path, stats: dict[str, Any], producer: Path) -> Path:
+    """Store a finished pretraining checkpoint as the entry ``name`` (checkpoint first, then ``meta.json``)."""
+    entry = cache / name
+    _copy_atomic(ckpt, entry / ckpt.name)
+    return write_json(entry / "meta.json", {"ident": ident, "stats": stats, "producer": str(producer),
+                                            "environment": environment()})
+
+
+def _copy_atomic(src: Path, dest: Path) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def shared_stage(run: RunDir, cache: str | Path, fields: dict[str, Any], seed: int, device_type: str,
+                 train: Callable[[], Any], load: Callable[[Path], Any], stage: str = "pretrain") -> Any:
+    """The model of ``stage`` for ``run``: copied from ``cache`` when an entry for (``fields``, seed, device)
+    exists, else trained by ``train()`` (which writes ``checkpoints/<stage>.safetensors`` and marks the stage
+    done, as a run does) and published. ``load`` reads a checkpoint into a model."""
+    cache = Path(cache)
+    name, ident = entry_key(fields, seed, device_type)
+    ckpt = run.path("checkpoints", f"{stage}.safetensors")
+    with locked(cache, name):
+        meta = fetch(cache, name, ident, ckpt)
+        if meta is not None:
+            run.path("checkpoints", f"{stage}.resume.safetensors").unlink(missing_ok=True)  # an earlier attempt's
+            run.mark_done(stage, {**meta["stats"], "seconds": 0.0, "reused_from": str(cache / name),
+                                  "producer": meta["producer"], "producer_seconds": meta["stats"].get("seconds")})
+            return load(ckpt)
+        model = train()
+        publish(cache, name, ident, ckpt, read_json(run.path(".stages", f"{stage}.done")), run.root)
+    return model
+
+
+def check_cache_path(cache: str | Path | None) -> None:
+    """Bad input before anything is written: a cache path that exists and is not a folder."""
+    if cache is not None and Path(cache).exists() and not Path(cache).is_dir():
+        raise ConfigError(f"pretrain cache {cache}: exists and is not a folder")
