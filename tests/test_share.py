@@ -40,13 +40,21 @@ def numbers(summary: dict) -> dict:
     return {k: v for k, v in summary.items() if k not in TIME_KEYS}
 
 
+def three_runs(tmp_path: Path, run, first, second, seed: int) -> tuple[dict, dict, dict]:
+    """``first`` and ``second`` through one cache (``second`` differs after pretraining), ``second`` afresh."""
+    cache = tmp_path / "pretrained"
+    opts = dict(seed=seed, device="cpu", show_progress=False)
+    a = run(first, tmp_path / "a", pretrain_cache=cache, **opts)
+    b = run(second, tmp_path / "b", pretrain_cache=cache, **opts)
+    fresh = run(second, tmp_path / "fresh", **opts)
+    assert not a["pretrain_reused"] and b["pretrain_reused"] and not fresh["pretrain_reused"]
+    assert marker(tmp_path / "b")["producer"] == str(tmp_path / "a")
+    return a, b, fresh
+
+
 def test_second_run_reuses_pretraining_and_matches_a_fresh_run(tmp_path: Path) -> None:
     cache = tmp_path / "pretrained"
-    a = run_synthetic(cfg(), tmp_path / "a", seed=3, device="cpu", show_progress=False, pretrain_cache=cache)
-    b = run_synthetic(cfg(finetune_steps=9), tmp_path / "b", seed=3, device="cpu", show_progress=False,
-                      pretrain_cache=cache)
-    fresh = run_synthetic(cfg(finetune_steps=9), tmp_path / "fresh", seed=3, device="cpu", show_progress=False)
-    assert not a["pretrain_reused"] and b["pretrain_reused"] and not fresh["pretrain_reused"]
+    a, b, fresh = three_runs(tmp_path, run_synthetic, cfg(), cfg(finetune_steps=9), seed=3)
     assert "reused_from" not in marker(tmp_path / "a")
     mb = marker(tmp_path / "b")
     assert mb["seconds"] == 0.0 and mb["producer"] == str(tmp_path / "a") and mb["steps"] == 30
@@ -128,14 +136,8 @@ def test_minilm_runs_share_pretraining_and_match_a_fresh_run(tmp_path: Path) -> 
     from conjugate.minilm.config import resolve_minilm
     from conjugate.minilm.study import run_minilm
 
-    mcfg = lambda **over: resolve_minilm("smoke", {"threads": 1, **over})  # noqa: E731
-    cache = tmp_path / "pretrained"
-    a = run_minilm(mcfg(), tmp_path / "a", seed=1, device="cpu", show_progress=False, pretrain_cache=cache)
-    b = run_minilm(mcfg(tune_steps=6), tmp_path / "b", seed=1, device="cpu", show_progress=False,
-                   pretrain_cache=cache)
-    fresh = run_minilm(mcfg(tune_steps=6), tmp_path / "fresh", seed=1, device="cpu", show_progress=False)
-    assert not a["pretrain_reused"] and b["pretrain_reused"] and not fresh["pretrain_reused"]
-    assert marker(tmp_path / "b")["producer"] == str(tmp_path / "a")
+    _, b, fresh = three_runs(tmp_path, run_minilm, resolve_minilm("smoke", {"threads": 1}),
+                             resolve_minilm("smoke", {"threads": 1, "tune_steps": 6}), seed=1)
     skip = TIME_KEYS | {"threads"}
     assert {k: v for k, v in b.items() if k not in skip} == {k: v for k, v in fresh.items() if k not in skip}
 
