@@ -60,8 +60,7 @@ def entry_key(fields: dict[str, Any], seed: int, device_type: str) -> tuple[str,
 @contextlib.contextmanager
 def locked(cache: Path, name: str) -> Iterator[None]:
     """Hold the entry's exclusive lock (blocks while another run trains the same pretraining)."""
-    if cache.exists() and not cache.is_dir():
-        raise ConfigError(f"pretrain cache {cache}: exists and is not a folder")
+    check_cache_path(cache)
     cache.mkdir(parents=True, exist_ok=True)
     with open(cache / f"{name}.lock", "a+") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
@@ -81,7 +80,7 @@ def fetch(cache: Path, name: str, ident: dict[str, Any], dest: Path) -> dict[str
         meta = read_json(meta_path)
     except ValueError as e:
         raise ConfigError(f"{meta_path}: unreadable shared-pretraining entry ({e}); delete {entry}") from None
-    if meta.get("ident") != ident:
+    if meta.get("ident") != json.loads(json.dumps(ident)):  # as JSON stores it (tuples become lists)
         raise ConfigError(f"{meta_path}: the entry was made for another config, seed or device; delete {entry}")
     _copy_atomic(ckpt, dest)
     return meta
