@@ -35,7 +35,7 @@ from ..lm.icl_vs_if.run import generate_missing, load_cache
 from ..lm.icl_vs_if.score import aggregate, icl_correct, score_row, scores_csv
 from ..lm.report import pct
 from ..runs import RunDir, atomic_write_text, read_json, write_json
-from ..synthetic.study import pick_device
+from ..synthetic.study import start_run
 from ..synthetic.train import StageSpec, finish_stage, train_stage
 from . import corpus as C
 from .config import MiniLMConfig
@@ -339,15 +339,6 @@ def summarise(cfg: MiniLMConfig, preset: str, seed: int, result: dict, val: dict
 
 # ---- the pipeline --------------------------------------------------------------------------------------
 
-def _check_same_config(run: RunDir, cfg: MiniLMConfig, seed: int) -> None:
-    path = run.path("config.json")
-    if path.exists():
-        old = read_json(path)
-        if old.get("config") != cfg.to_dict() or old.get("seed") != seed:
-            raise ConfigError(f"{run.root} already holds a run with a different config or seed; "
-                              "use a new --out (or delete the folder)")
-
-
 def write_samples(path: Path, cfg: MiniLMConfig, splits: C.Splits) -> Path:
     """A few training documents of each stage, to see what the model reads."""
     rng, spec = random.Random("minilm-samples"), corpus_spec(cfg)
@@ -366,13 +357,7 @@ def run_minilm(cfg: MiniLMConfig, out: str | Path, *, preset: str = "custom", se
                pretrain_cache: str | Path | None = None) -> dict:
     """The whole pipeline into ``out``; returns the summary. Finished stages are skipped on rerun.
     ``pretrain_cache``: a folder through which runs of the same pretraining share it (:mod:`conjugate.share`)."""
-    cfg.validate()
-    share.check_cache_path(pretrain_cache)
-    dev = pick_device(device)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    run = RunDir(out)
-    _check_same_config(run, cfg, seed)
+    run, dev = start_run(cfg, out, seed, device, pretrain_cache)
     tok, splits = build_tokenizer(), splits_for(cfg)
     prompts = eval_prompts(cfg, splits)  # builds and checks every evaluation prompt before any training
     if not run.path("config.json").exists():

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -36,14 +37,24 @@ def model_config(cfg: SyntheticConfig) -> ModelConfig:
     return ModelConfig(d=cfg.d, n_points=cfg.n_points, width=cfg.width, layers=cfg.layers, heads=cfg.heads)
 
 
-def _check_same_config(run: RunDir, cfg: SyntheticConfig, seed: int) -> None:
+def start_run(cfg: Any, out: str | Path, seed: int, device: str,
+              pretrain_cache: str | Path | None) -> tuple[RunDir, torch.device]:
+    """What every study's run does first: validate the config (a dataclass with ``validate``, ``to_dict`` and
+    ``threads``) and the cache path, pick the device, set torch's threads, and open the run folder, refusing
+    one that holds a run with another config or seed."""
+    cfg.validate()
+    share.check_cache_path(pretrain_cache)
+    dev = pick_device(device)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    run = RunDir(out)
     path = run.path("config.json")
-    if not path.exists():
-        return
-    old = read_json(path)
-    if old.get("config") != cfg.to_dict() or old.get("seed") != seed:
-        raise ConfigError(f"{run.root} already holds a run with a different config or seed; "
-                          "use a new --out (or delete the folder)")
+    if path.exists():
+        old = read_json(path)
+        if old.get("config") != cfg.to_dict() or old.get("seed") != seed:
+            raise ConfigError(f"{run.root} already holds a run with a different config or seed; "
+                              "use a new --out (or delete the folder)")
+    return run, dev
 
 
 def _stage_spec(cfg: SyntheticConfig, stage: str) -> StageSpec:
@@ -220,13 +231,7 @@ def run_synthetic(cfg: SyntheticConfig, out: str | Path, *, preset: str = "custo
                   pretrain_cache: str | Path | None = None) -> dict:
     """The whole pipeline into ``out``; returns the summary. Finished stages are skipped on rerun.
     ``pretrain_cache``: a folder through which runs of the same pretraining share it (:mod:`conjugate.share`)."""
-    cfg.validate()
-    share.check_cache_path(pretrain_cache)
-    dev = pick_device(device)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    run = RunDir(out)
-    _check_same_config(run, cfg, seed)
+    run, dev = start_run(cfg, out, seed, device, pretrain_cache)
     if not run.path("config.json").exists():
         run.write_config(cfg.to_dict(), seed, {"preset": preset, "device": str(dev)})
     t0 = time.perf_counter()
