@@ -1,6 +1,10 @@
-"""Pieces every CLI group shares: the one-line error exit and the ``--batch-size auto|N`` parser."""
+"""Pieces every CLI group shares: the one-line error exit, the ``--batch-size auto|N`` parser, and running a
+training study with its exit codes."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
 
 import typer
 
@@ -22,3 +26,21 @@ def batch_size(raw: str) -> int | str:
     if value < 1:
         raise typer.BadParameter(f"expected 'auto' or a positive integer, got {raw!r}", param_hint="--batch-size")
     return value
+
+
+def run_or_exit(call: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """Run a training study and return its summary: bad config → exit 2 with one line; Ctrl-C during training
+    (the stage checkpoints first) or evaluation → exit 130 with a note that a rerun resumes."""
+    from ..config import ConfigError
+    from ..synthetic.train import Interrupted
+
+    try:
+        return call()
+    except ConfigError as e:
+        raise fail(str(e)) from None
+    except Interrupted as e:
+        typer.echo(f"interrupted: {e}", err=True)
+        raise typer.Exit(130) from None
+    except KeyboardInterrupt:
+        typer.echo("interrupted during evaluation; rerun to finish (training is kept)", err=True)
+        raise typer.Exit(130) from None

@@ -5,12 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.console import Console
 
-from .common import fail
+from .common import run_or_exit
 
 app = typer.Typer(no_args_is_help=True, add_completion=False)
-console = Console(stderr=True)
 
 
 @app.command()
@@ -26,23 +24,16 @@ def run(
 ) -> None:
     """Pretrain a character-level LM on a synthetic multilingual corpus → tune it on English question answering →
     ICL accuracy per language, before and after, and with conjugate prompting."""
-    from ..config import ConfigError, parse_overrides
+    from ..config import parse_overrides
     from ..minilm.config import MiniLMConfig, resolve_minilm
     from ..minilm.study import run_minilm
-    from ..synthetic.train import Interrupted
 
-    try:
+    def study() -> dict:
         cfg = resolve_minilm(preset, parse_overrides(set_, MiniLMConfig))
-        summary = run_minilm(cfg, out, preset=preset, seed=seed, device=device, show_progress=not quiet,
-                             pretrain_cache=pretrain_cache)
-    except ConfigError as e:
-        raise fail(str(e)) from None
-    except Interrupted as e:
-        console.print(f"[yellow]interrupted:[/yellow] {e}")
-        raise typer.Exit(130) from None
-    except KeyboardInterrupt:
-        console.print("[yellow]interrupted[/yellow] during evaluation; rerun to finish (training is kept)")
-        raise typer.Exit(130) from None
+        return run_minilm(cfg, out, preset=preset, seed=seed, device=device, show_progress=not quiet,
+                          pretrain_cache=pretrain_cache)
+
+    summary = run_or_exit(study)
     acc = summary["icl_accuracy"]
     for lang in summary["languages"]:
         typer.echo(f"{lang:>9}: ICL accuracy pretrained {acc['pretrained'][lang]:.3f}  tuned {acc['tuned'][lang]:.3f}"

@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 
 from ..config import ConfigError, SyntheticConfig, parse_overrides, resolve_synthetic
-from .common import fail
+from .common import fail, run_or_exit
 
 app = typer.Typer(no_args_is_help=True, add_completion=False)
 console = Console(stderr=True)
@@ -38,20 +38,13 @@ def run(
 ) -> None:
     """Pretrain → fine-tune → evaluate → figures and report."""
     from ..synthetic.study import run_synthetic
-    from ..synthetic.train import Interrupted
 
-    try:
+    def study() -> dict:
         cfg = resolve_synthetic(preset, parse_overrides(set_))
-        summary = run_synthetic(cfg, out, preset=preset, seed=seed, device=device, show_progress=not quiet,
-                                pretrain_cache=pretrain_cache)
-    except ConfigError as e:
-        raise fail(str(e)) from None
-    except Interrupted as e:
-        console.print(f"[yellow]interrupted:[/yellow] {e}")
-        raise typer.Exit(130) from None
-    except KeyboardInterrupt:
-        console.print("[yellow]interrupted[/yellow] during evaluation; rerun to finish (training is kept)")
-        raise typer.Exit(130) from None
+        return run_synthetic(cfg, out, preset=preset, seed=seed, device=device, show_progress=not quiet,
+                             pretrain_cache=pretrain_cache)
+
+    summary = run_or_exit(study)
     tp = summary.get("throughput", {}).get("pretrain", {})
     if tp.get("steps_per_s"):
         console.print(f"throughput (pretraining): {tp['steps_per_s']:.1f} steps/s, {tp['tokens_per_s']:.0f} tokens/s")
