@@ -12,7 +12,6 @@ the ICL-vs-IF study's generation and scoring code runs on it unchanged.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -190,23 +189,14 @@ class CausalLM(nn.Module):
 def load_lm(path: str | Path, device: torch.device | str = "cpu") -> tuple[CausalLM, CharTokenizer, dict]:
     """Load a checkpoint written by :func:`conjugate.synthetic.train.finish_stage` for a :class:`CausalLM`
     (safetensors only: no pickle); its tokenizer travels in the header's ``meta``."""
-    from safetensors import SafetensorError, safe_open
-    from safetensors.torch import load_file
+    from ..synthetic.train import load_checkpoint
 
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            header = f.metadata() or {}
-        cfg = LMConfig(**json.loads(header["model_config"]))
-        meta = json.loads(header.get("meta", "{}"))
-        tok = CharTokenizer(meta["chars"])
-    except (KeyError, TypeError, ValueError, OSError, SafetensorError) as e:
-        raise ValueError(f"{path}: not a minilm checkpoint ({e})") from None
-    model = CausalLM(cfg)
-    model.load_state_dict(load_file(str(path)))
-    return model.to(device).eval(), tok, meta
+    def build(cfg: dict, meta: dict) -> CausalLM:
+        CharTokenizer(meta["chars"])  # a checkpoint without its tokenizer is not a minilm checkpoint
+        return CausalLM(LMConfig(**cfg))
+
+    model, meta = load_checkpoint(path, "minilm", build)
+    return model.to(device).eval(), CharTokenizer(meta["chars"]), meta
 
 
 # ---- the Backend interface -----------------------------------------------------------------------------

@@ -80,8 +80,11 @@ def save_model(path: str | Path, model: InContextRegressor, meta: dict | None = 
     return _atomic_safetensors(path, tensors, header)
 
 
-def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[InContextRegressor, dict]:
-    """Load a checkpoint written by :func:`save_model` (safetensors only: no pickle)."""
+def load_checkpoint(path: str | Path, what: str,
+                    build: Callable[[dict, dict], torch.nn.Module]) -> tuple[torch.nn.Module, dict]:
+    """Read a checkpoint written by :func:`save_model` (safetensors only: no pickle): ``build(model_config,
+    meta)`` makes the empty model from the header, then the weights are loaded. A missing file raises
+    ``FileNotFoundError``, anything else that is not such a checkpoint ``ValueError`` naming the file."""
     from safetensors import SafetensorError, safe_open
 
     path = Path(path)
@@ -90,12 +93,18 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[In
     try:
         with safe_open(str(path), framework="pt") as f:
             header = f.metadata() or {}
-        cfg = ModelConfig(**json.loads(header["model_config"]))
+        meta = json.loads(header.get("meta", "{}"))
+        model = build(json.loads(header["model_config"]), meta)
     except (KeyError, TypeError, ValueError, OSError, SafetensorError) as e:
-        raise ValueError(f"{path}: not a conjugate model checkpoint ({e})") from None
-    model = InContextRegressor(cfg)
+        raise ValueError(f"{path}: not a {what} checkpoint ({e})") from None
     model.load_state_dict(load_file(str(path)))
-    return model.to(device), json.loads(header.get("meta", "{}"))
+    return model, meta
+
+
+def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[InContextRegressor, dict]:
+    """Load a checkpoint written by :func:`save_model` (safetensors only: no pickle)."""
+    model, meta = load_checkpoint(path, "conjugate model", lambda cfg, _: InContextRegressor(ModelConfig(**cfg)))
+    return model.to(device), meta
 
 
 def _atomic_safetensors(path: str | Path, tensors: dict[str, torch.Tensor], header: dict[str, str]) -> Path:
