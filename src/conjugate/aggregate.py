@@ -8,7 +8,6 @@ Reads only ``DIR/sweep.json`` and the ``summary.json`` of each finished run, so 
 from __future__ import annotations
 
 import fnmatch
-import io
 import itertools
 import json
 import math
@@ -17,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import ConfigError
-from .runs import atomic_write_bytes, atomic_write_text, read_json, write_json
+from .runs import atomic_write_text, read_json, write_figure, write_json
 
 SKIP_FIELDS = {"seed"}  # numeric, but an identifier, not a result
 
@@ -227,10 +226,7 @@ def figures(folder: Path, result: dict[str, Any], panels: tuple[tuple[str, tuple
                 ax.set_xticks(xs, [_short(v) for v in values])
             if ax.get_legend_handles_labels()[0]:
                 ax.legend(fontsize=7)
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-        plt.close(fig)
-        written.append(atomic_write_bytes(folder / f"vs_{key}.png", buf.getvalue()))
+        written.append(write_figure(fig, folder / f"vs_{key}.png", 110, bbox_inches="tight"))
     return written
 
 

@@ -41,6 +41,20 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     return path
 
 
+def write_figure(fig: Any, path: str | Path, dpi: int = 110, **savefig: Any) -> Path:
+    """Save a matplotlib figure as a PNG, atomically, and close it (``savefig``: e.g. ``bbox_inches="tight"``)."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    try:
+        fig.savefig(buf, format="png", dpi=dpi, **savefig)
+    finally:
+        plt.close(fig)
+    return atomic_write_bytes(path, buf.getvalue())
+
+
 def atomic_write_text(path: str | Path, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 

@@ -3,10 +3,9 @@ best fixed-strategy baseline), next to the answer rate (how often the model answ
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
-from ..runs import atomic_write_bytes
+from ..runs import write_figure
 
 SERIES = (("pretrained", "pretrained"), ("tuned", "tuned"), ("tuned_conjugate", "tuned, conjugate prompt"))
 
@@ -37,7 +36,4 @@ def plot_summary(summary: dict, path: str | Path) -> Path:
     fig.suptitle(f"Miniature ICL vs instruction following (seed {summary['seed']}, {summary['split']} split)",
                  fontsize=10)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120)
-    plt.close(fig)
-    return atomic_write_bytes(path, buf.getvalue())
+    return write_figure(fig, path, 120)

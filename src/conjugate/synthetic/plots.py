@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import matplotlib
@@ -10,14 +9,11 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from ..runs import atomic_write_bytes  # noqa: E402
+from ..runs import write_figure  # noqa: E402
 
 
 def save(fig: plt.Figure, path: Path) -> Path:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return atomic_write_bytes(path, buf.getvalue())
+    return write_figure(fig, path, 110, bbox_inches="tight")
 
 
 def study_figures(folder: Path, metrics: dict, summary: dict, cfg) -> list[Path]:

@@ -9,14 +9,13 @@ which other cells exist. No model text ever reaches these files.
 
 from __future__ import annotations
 
-import io
 import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from ...runs import atomic_write_bytes, atomic_write_text
+from ...runs import atomic_write_text, write_figure
 from ..report import pct
 from .judge import LABELS
 
@@ -109,10 +108,7 @@ def plot_answer_rates(summary: dict, path: str | Path, judge: str = "") -> Path:
                  fontsize=10)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=130)
-    plt.close(fig)
-    return atomic_write_bytes(path, buf.getvalue())
+    return write_figure(fig, path, 130)
 
 
 def _short(spec: str) -> str:

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import io
 import math
 from pathlib import Path
 
-from ...runs import atomic_write_bytes, atomic_write_text
+from ...runs import atomic_write_text, write_figure
 from ..report import pct, short_name
 
 
@@ -67,7 +66,4 @@ def plot_accuracy(summary: dict, path: str | Path) -> Path:
     ax.set_title("In-context learning accuracy by prompt language")
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=130)
-    plt.close(fig)
-    return atomic_write_bytes(path, buf.getvalue())
+    return write_figure(fig, path, 130)
