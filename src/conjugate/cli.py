@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import errno
+
+import click
 import typer
+from typer.core import TyperGroup
 
 from .commands import harmful as harmful_commands
 from .commands import icl_vs_if, models, synthetic, transform
@@ -10,7 +14,29 @@ from .commands import minilm as minilm_commands
 from .commands import sweep as sweep_commands
 from .commands import xnli as xnli_commands
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+
+class Group(TyperGroup):
+    """The root command group: what any command may run into with the files it reads and writes becomes one
+    line and exit code 2 — damaged or foreign run state (:class:`conjugate.runs.StateError`), a folder that
+    cannot be written (read-only, full, a file in the way, no permission) — instead of a traceback."""
+
+    def invoke(self, ctx: click.Context):  # noqa: ANN201 - click's signature
+        from .runs import StateError
+
+        try:
+            return super().invoke(ctx)
+        except StateError as e:
+            typer.echo(f"error: {e}", err=True)
+            raise typer.Exit(2) from None
+        except OSError as e:
+            if e.errno == errno.EPIPE or isinstance(e, BrokenPipeError):
+                raise
+            where = f"{e.filename}: " if e.filename else ""
+            typer.echo(f"error: {where}{e.strerror or e}", err=True)
+            raise typer.Exit(2) from None
+
+
+app = typer.Typer(cls=Group, no_args_is_help=True, add_completion=False, help=__doc__)
 app.add_typer(synthetic.app, name="synthetic", help="The synthetic in-context regression study (SPEC §1).")
 app.add_typer(sweep_commands.app, name="sweep", help="Sweeps over seeds and settings, on local processes or Ray.")
 app.add_typer(models.app, name="models", help="Model backends: tiny offline models, presets, a quick check.")

@@ -30,15 +30,12 @@ import dataclasses
 import fcntl
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from .config import ConfigError
-from .runs import RunDir, environment, read_json, write_json
+from .runs import RunDir, atomic_copy, environment, read_json, sha256_file, write_json
 
 
 def fields_before(cfg: Any, after: frozenset[str]) -> dict[str, Any]:
@@ -71,7 +68,8 @@ def locked(cache: Path, name: str) -> Iterator[None]:
 
 
 def fetch(cache: Path, name: str, ident: dict[str, Any], dest: Path) -> dict[str, Any] | None:
-    """Copy the entry's checkpoint to ``dest`` and return its ``meta.json``; None when there is no entry."""
+    """Verify the entry (its key, and its checkpoint's sha256 against ``meta.json``), then copy the checkpoint
+    to ``dest`` and return the entry's ``meta.json``; None when there is no entry."""
     entry = cache / name
     meta_path, ckpt = entry / "meta.json", entry / dest.name
     if not (meta_path.exists() and ckpt.exists()):
@@ -82,28 +80,24 @@ def fetch(cache: Path, name: str, ident: dict[str, Any], dest: Path) -> dict[str
         raise ConfigError(f"{meta_path}: unreadable shared-pretraining entry ({e}); delete {entry}") from None
     if meta.get("ident") != json.loads(json.dumps(ident)):  # as JSON stores it (tuples become lists)
         raise ConfigError(f"{meta_path}: the entry was made for another config, seed or device; delete {entry}")
-    _copy_atomic(ckpt, dest)
+    recorded = meta.get("sha256")
+    if recorded is None:
+        raise ConfigError(f"{meta_path}: the entry records no checkpoint sha256 (made by an older version); "
+                          f"delete {entry} to retrain it")
+    if sha256_file(ckpt) != recorded:
+        raise ConfigError(f"{ckpt}: not the checkpoint the entry recorded (sha256 differs: damaged or replaced); "
+                          f"delete {entry} to retrain it")
+    atomic_copy(ckpt, dest)
     return meta
 
 
 def publish(cache: Path, name: str, ident: dict[str, Any], ckpt: Path, stats: dict[str, Any], producer: Path) -> Path:
-    """Store a finished pretraining checkpoint as the entry ``name`` (checkpoint first, then ``meta.json``)."""
+    """Store a finished pretraining checkpoint as the entry ``name`` (checkpoint first, then ``meta.json``
+    with its sha256)."""
     entry = cache / name
-    _copy_atomic(ckpt, entry / ckpt.name)
-    return write_json(entry / "meta.json", {"ident": ident, "stats": stats, "producer": str(producer),
-                                            "environment": environment()})
-
-
-def _copy_atomic(src: Path, dest: Path) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_copy(ckpt, entry / ckpt.name)
+    return write_json(entry / "meta.json", {"ident": ident, "sha256": sha256_file(entry / ckpt.name), "stats": stats,
+                                            "producer": str(producer), "environment": environment()})
 
 
 def shared_stage(run: RunDir, cache: str | Path, fields: dict[str, Any], seed: int, device_type: str,
@@ -116,11 +110,17 @@ def shared_stage(run: RunDir, cache: str | Path, fields: dict[str, Any], seed: i
     ckpt = run.path("checkpoints", f"{stage}.safetensors")
     with locked(cache, name):
         meta = fetch(cache, name, ident, ckpt)
-        if meta is not None:
+        if meta is not None:  # verified, copied; loaded before the stage is marked done
+            try:
+                model = load(ckpt)
+            except BaseException:
+                ckpt.unlink(missing_ok=True)
+                raise
             run.path("checkpoints", f"{stage}.resume.safetensors").unlink(missing_ok=True)  # an earlier attempt's
             run.mark_done(stage, {**meta["stats"], "seconds": 0.0, "reused_from": str(cache / name),
-                                  "producer": meta["producer"], "producer_seconds": meta["stats"].get("seconds")})
-            return load(ckpt)
+                                  "producer": meta["producer"], "producer_seconds": meta["stats"].get("seconds")},
+                          checkpoint=ckpt)
+            return model
         model = train()
         publish(cache, name, ident, ckpt, read_json(run.path(".stages", f"{stage}.done")), run.root)
     return model

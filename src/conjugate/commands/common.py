@@ -29,18 +29,19 @@ def batch_size(raw: str) -> int | str:
 
 
 def run_or_exit(call: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """Run a training study and return its summary: bad config → exit 2 with one line; Ctrl-C during training
-    (the stage checkpoints first) or evaluation → exit 130 with a note that a rerun resumes."""
+    """Run a training study and return its summary: bad config or a diverged training → exit 2 with one line;
+    Ctrl-C during training (the stage checkpoints first) or between or after stages → exit 130 with a note
+    that a rerun resumes. Damaged state and write failures are the CLI's (:class:`conjugate.cli.Group`)."""
     from ..config import ConfigError
-    from ..synthetic.train import Interrupted
+    from ..synthetic.train import Diverged, Interrupted
 
     try:
         return call()
-    except ConfigError as e:
+    except (ConfigError, Diverged) as e:
         raise fail(str(e)) from None
     except Interrupted as e:
         typer.echo(f"interrupted: {e}", err=True)
         raise typer.Exit(130) from None
     except KeyboardInterrupt:
-        typer.echo("interrupted during evaluation; rerun to finish (training is kept)", err=True)
+        typer.echo("interrupted; rerun the same command to resume (finished stages are kept)", err=True)
         raise typer.Exit(130) from None

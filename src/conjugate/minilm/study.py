@@ -152,8 +152,8 @@ def train_model(cfg: MiniLMConfig, run: RunDir, seed: int, device: torch.device,
                 stop_after: int | None = None, pretrain_cache: Path | None = None) -> CausalLM:
     """Run (or resume, or skip) one training stage and return its model; with ``pretrain_cache``, pretraining
     is shared with every run of the same pretraining (:mod:`conjugate.share`)."""
-    ckpt = run.path("checkpoints", f"{stage}.safetensors")
-    if run.done(stage) and ckpt.exists():
+    ckpt = run.finished_checkpoint(stage, run.path("checkpoints", f"{stage}.safetensors"))
+    if ckpt is not None:
         return load_lm(ckpt, device)[0]
     if stage == "pretrain" and pretrain_cache is not None:
         return share.shared_stage(
@@ -170,8 +170,8 @@ def train_model(cfg: MiniLMConfig, run: RunDir, seed: int, device: torch.device,
                         device=device, checkpoint_every=cfg.checkpoint_every, log_every=10,
                         show_progress=show_progress, stop_after=stop_after, loss_fn=lm_loss,
                         tokens_per_example=mean_doc_length(cfg, splits, stage))
-    finish_stage(model, spec, run.root, {"stage": stage, "seed": seed, "chars": tok.chars})
-    run.mark_done(stage, stats)
+    path = finish_stage(model, spec, run.root, {"stage": stage, "seed": seed, "chars": tok.chars})
+    run.mark_done(stage, stats, checkpoint=path)
     return model
 
 
@@ -357,46 +357,48 @@ def run_minilm(cfg: MiniLMConfig, out: str | Path, *, preset: str = "custom", se
                pretrain_cache: str | Path | None = None) -> dict:
     """The whole pipeline into ``out``; returns the summary. Finished stages are skipped on rerun.
     ``pretrain_cache``: a folder through which runs of the same pretraining share it (:mod:`conjugate.share`)."""
-    run, dev = start_run(cfg, out, seed, device, pretrain_cache)
-    tok, splits = build_tokenizer(), splits_for(cfg)
-    prompts = eval_prompts(cfg, splits)  # builds and checks every evaluation prompt before any training
-    if not run.path("config.json").exists():
-        run.write_config(cfg.to_dict(), seed, {"preset": preset, "device": str(dev), "study": "minilm",
-                                               "split_sizes": {k: len(v) for k, v in splits.sentences.items()},
-                                               "problem_split_sizes": {k: len(v) for k, v in splits.problems.items()}})
-        write_samples(run.path("corpus_samples.md"), cfg, splits)
-    t0 = time.perf_counter()
-    pre = train_model(cfg, run, seed, dev, "pretrain", None, tok, splits, show_progress, stop_after,
-                      Path(pretrain_cache) if pretrain_cache is not None else None)
-    tuned = train_model(cfg, run, seed, dev, "tune", pre, tok, splits, show_progress, stop_after)
-    if run.done("evaluate") and run.path("summary.json").exists():
-        summary = read_json(run.path("summary.json"))
-    else:
-        t_eval = time.perf_counter()
-        write_dataset(prompts["icl"], run.path("prompts.jsonl"))
-        outputs = generate_all({"pretrained": pre, "tuned": tuned}, tok,
-                               prompts["icl"] + prompts["conj"] + prompts["qa"], run.path("outputs.jsonl"), cfg,
-                               show_progress)
-        per_split = {s: score_split(*([r for r in prompts[k] if r["split"] == s] for k in ("icl", "conj", "qa")),
-                                    outputs, cfg.languages, MODELS)
-                     for s in dict.fromkeys(r["split"] for r in prompts["icl"])}
-        result = per_split[cfg.split]
-        atomic_write_text(run.path("scores.csv"), scores_csv(result["scored"]))
-        run.mark_done("evaluate", {"seconds": time.perf_counter() - t_eval})
-        seconds = sum(read_json(run.path(".stages", f"{s}.done")).get("seconds", 0.0) for s in STAGES) + \
-            read_json(run.path(".stages", "evaluate.done"))["seconds"]
-        summary = summarise(cfg, preset, seed, result, per_split["val"], seconds)
-        summary["throughput"] = {s: {k: read_json(run.path(".stages", f"{s}.done")).get(k)
-                                     for k in ("steps_per_s", "tokens_per_s")} for s in STAGES}
-        summary["threads"] = torch.get_num_threads()
-        summary["pretrain_reused"] = "reused_from" in read_json(run.path(".stages", "pretrain.done"))
-        write_json(run.path("summary.json"), summary)
-    from .plots import plot_summary
+    run, dev = start_run(cfg, out, seed, device, pretrain_cache, "minilm run")
+    with run:
+        tok, splits = build_tokenizer(), splits_for(cfg)
+        prompts = eval_prompts(cfg, splits)  # builds and checks every evaluation prompt before any training
+        if not run.path("config.json").exists():
+            sizes = {"split_sizes": {k: len(v) for k, v in splits.sentences.items()},
+                     "problem_split_sizes": {k: len(v) for k, v in splits.problems.items()}}
+            run.write_config(cfg.to_dict(), seed, {"preset": preset, "device": str(dev), "study": "minilm", **sizes})
+            write_samples(run.path("corpus_samples.md"), cfg, splits)
+        t0 = time.perf_counter()
+        pre = train_model(cfg, run, seed, dev, "pretrain", None, tok, splits, show_progress, stop_after,
+                          Path(pretrain_cache) if pretrain_cache is not None else None)
+        tuned = train_model(cfg, run, seed, dev, "tune", pre, tok, splits, show_progress, stop_after)
+        saved = run.outputs("evaluate", "summary.json")
+        if saved is not None:
+            summary = saved[0]
+        else:
+            t_eval = time.perf_counter()
+            write_dataset(prompts["icl"], run.path("prompts.jsonl"))
+            outputs = generate_all({"pretrained": pre, "tuned": tuned}, tok,
+                                   prompts["icl"] + prompts["conj"] + prompts["qa"], run.path("outputs.jsonl"), cfg,
+                                   show_progress)
+            per_split = {s: score_split(*([r for r in prompts[k] if r["split"] == s] for k in ("icl", "conj", "qa")),
+                                        outputs, cfg.languages, MODELS)
+                         for s in dict.fromkeys(r["split"] for r in prompts["icl"])}
+            result = per_split[cfg.split]
+            atomic_write_text(run.path("scores.csv"), scores_csv(result["scored"]))
+            run.mark_done("evaluate", {"seconds": time.perf_counter() - t_eval})
+            seconds = sum(read_json(run.path(".stages", f"{s}.done")).get("seconds", 0.0) for s in STAGES) + \
+                read_json(run.path(".stages", "evaluate.done"))["seconds"]
+            summary = summarise(cfg, preset, seed, result, per_split["val"], seconds)
+            summary["throughput"] = {s: {k: read_json(run.path(".stages", f"{s}.done")).get(k)
+                                         for k in ("steps_per_s", "tokens_per_s")} for s in STAGES}
+            summary["threads"] = torch.get_num_threads()
+            summary["pretrain_reused"] = "reused_from" in read_json(run.path(".stages", "pretrain.done"))
+            write_json(run.path("summary.json"), summary)
+        from .plots import plot_summary
 
-    plot_summary(summary, run.path("figures", "icl_accuracy.png"))
-    atomic_write_text(run.path("table.md"), table(summary, cfg))
-    summary["wall_seconds_this_call"] = time.perf_counter() - t0
-    return summary
+        plot_summary(summary, run.path("figures", "icl_accuracy.png"))
+        atomic_write_text(run.path("table.md"), table(summary, cfg))
+        summary["wall_seconds_this_call"] = time.perf_counter() - t0
+        return summary
 
 
 # ---- the table -----------------------------------------------------------------------------------------

@@ -53,7 +53,7 @@ def evaluate_checkpoint(checkpoint: str | Path, out: str | Path, scales: list[fl
         t = bayes.batched_terms(p.xs, p.ys, w_disc, cfg.sigma)
         result["bayes"][name] = {"ridge": ev.mse(t.ridge, p), "dmmse": ev.mse(t.dmmse, p),
                                  "mixture_pretrain": ev.mse(t.mixture(cfg.alpha_pretrain), p)}
-    run = RunDir(out)
-    run.write_config(dataclasses.asdict(cfg), seed, {"checkpoint": str(checkpoint), "scales": scales})
-    write_json(run.path("eval.json"), result)
+    with RunDir(out, "synthetic eval") as run:
+        run.write_config(dataclasses.asdict(cfg), seed, {"checkpoint": str(checkpoint), "scales": scales})
+        write_json(run.path("eval.json"), result)
     return result

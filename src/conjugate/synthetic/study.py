@@ -14,7 +14,7 @@ import torch
 
 from .. import share
 from ..config import ConfigError, SyntheticConfig
-from ..runs import RunDir, read_json, write_json
+from ..runs import RunDir, StateError, read_json, write_json
 from . import bayes, plots, tasks
 from . import evaluate as ev
 from .model import InContextRegressor, ModelConfig
@@ -37,23 +37,42 @@ def model_config(cfg: SyntheticConfig) -> ModelConfig:
     return ModelConfig(d=cfg.d, n_points=cfg.n_points, width=cfg.width, layers=cfg.layers, heads=cfg.heads)
 
 
-def start_run(cfg: Any, out: str | Path, seed: int, device: str,
-              pretrain_cache: str | Path | None) -> tuple[RunDir, torch.device]:
+MAX_SEED = 2**63 - 1
+
+
+def check_seed(seed: int) -> int:
+    """A seed every generator of the studies accepts: an integer in [0, 2⁶³ − 1]."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise ConfigError(f"--seed must be an integer from 0 to {MAX_SEED}, got {seed!r}")
+    return seed
+
+
+def start_run(cfg: Any, out: str | Path, seed: int, device: str, pretrain_cache: str | Path | None,
+              command: str) -> tuple[RunDir, torch.device]:
     """What every study's run does first: validate the config (a dataclass with ``validate``, ``to_dict`` and
-    ``threads``) and the cache path, pick the device, set torch's threads, and open the run folder, refusing
-    one that holds a run with another config or seed."""
+    ``threads``), the seed and the cache path, pick the device, set torch's threads, and open (and lock) the
+    run folder for ``command``, refusing one that holds a run with another config or seed. The caller closes
+    the folder (``with run:``)."""
     cfg.validate()
+    check_seed(seed)
     share.check_cache_path(pretrain_cache)
     dev = pick_device(device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    run = RunDir(out)
-    path = run.path("config.json")
-    if path.exists():
-        old = read_json(path)
-        if old.get("config") != cfg.to_dict() or old.get("seed") != seed:
-            raise ConfigError(f"{run.root} already holds a run with a different config or seed; "
-                              "use a new --out (or delete the folder)")
+    run = RunDir(out, command)
+    try:
+        path = run.path("config.json")
+        if path.exists():
+            try:
+                old = read_json(path)
+            except StateError as e:
+                raise StateError(f"{e}; delete the folder {run.root} to start again, or choose another --out") from None
+            if old.get("config") != cfg.to_dict() or old.get("seed") != seed:
+                raise ConfigError(f"{run.root} already holds a run with a different config or seed; "
+                                  "use a new --out (or delete the folder)")
+    except BaseException:
+        run.close()
+        raise
     return run, dev
 
 
@@ -69,8 +88,8 @@ def train_model(cfg: SyntheticConfig, run: RunDir, seed: int, device: torch.devi
     """Run (or resume, or skip) one training stage and return its model. With ``pretrain_cache``, pretraining
     is taken from (or published to) that folder, shared with every run of the same pretraining
     (:mod:`conjugate.share`)."""
-    ckpt = run.path("checkpoints", f"{stage}.safetensors")
-    if run.done(stage) and ckpt.exists():
+    ckpt = run.finished_checkpoint(stage, run.path("checkpoints", f"{stage}.safetensors"))
+    if ckpt is not None:
         return load_model(ckpt, device)[0]
     if stage == "pretrain" and pretrain_cache is not None:
         return _shared_pretrain(cfg, run, seed, device, Path(pretrain_cache), show_progress, stop_after)
@@ -89,8 +108,8 @@ def train_model(cfg: SyntheticConfig, run: RunDir, seed: int, device: torch.devi
     stats = train_stage(model, spec, sampler, seed=seed, workdir=run.root, device=device,
                         checkpoint_every=cfg.checkpoint_every, compile_model=cfg.compile and device.type == "cuda",
                         amp_bf16=use_amp, show_progress=show_progress, stop_after=stop_after)
-    finish_stage(model, spec, run.root, {"stage": stage, "seed": seed, "alpha": alpha})
-    run.mark_done(stage, stats)
+    path = finish_stage(model, spec, run.root, {"stage": stage, "seed": seed, "alpha": alpha})
+    run.mark_done(stage, stats, checkpoint=path)
     return model
 
 
@@ -231,32 +250,35 @@ def run_synthetic(cfg: SyntheticConfig, out: str | Path, *, preset: str = "custo
                   pretrain_cache: str | Path | None = None) -> dict:
     """The whole pipeline into ``out``; returns the summary. Finished stages are skipped on rerun.
     ``pretrain_cache``: a folder through which runs of the same pretraining share it (:mod:`conjugate.share`)."""
-    run, dev = start_run(cfg, out, seed, device, pretrain_cache)
-    if not run.path("config.json").exists():
-        run.write_config(cfg.to_dict(), seed, {"preset": preset, "device": str(dev)})
-    t0 = time.perf_counter()
-    torch.manual_seed(seed)
-    pre = train_model(cfg, run, seed, dev, "pretrain", None, show_progress, stop_after,
-                      Path(pretrain_cache) if pretrain_cache is not None else None)
-    fin = train_model(cfg, run, seed, dev, "finetune", pre, show_progress, stop_after)
-    if run.done("evaluate") and run.path("summary.json").exists():
-        summary = read_json(run.path("summary.json"))
-    else:
-        t_eval = time.perf_counter()
-        num, metrics = evaluate_models(cfg, {"pretrained": pre, "finetuned": fin}, seed)
-        run.mark_done("evaluate", {"seconds": time.perf_counter() - t_eval})
-        stage_seconds = sum(read_json(run.path(".stages", f"{s}.done")).get("seconds", 0.0)
-                            for s in ("pretrain", "finetune", "evaluate"))
-        summary = summarise(cfg, preset, seed, num, stage_seconds)
-        summary["throughput"] = {s: {k: read_json(run.path(".stages", f"{s}.done")).get(k)
-                                     for k in ("steps_per_s", "tokens_per_s")} for s in ("pretrain", "finetune")}
-        summary["pretrain_reused"] = "reused_from" in read_json(run.path(".stages", "pretrain.done"))
-        write_json(run.path("metrics.json"), {"numbers": num, **metrics})
-        write_json(run.path("summary.json"), summary)
-    plots.study_figures(run.path("figures"), read_json(run.path("metrics.json")), summary, cfg)
-    write_report(run, summary, cfg)
-    summary["wall_seconds_this_call"] = time.perf_counter() - t0
-    return summary
+    run, dev = start_run(cfg, out, seed, device, pretrain_cache, "synthetic run")
+    with run:
+        if not run.path("config.json").exists():
+            run.write_config(cfg.to_dict(), seed, {"preset": preset, "device": str(dev)})
+        t0 = time.perf_counter()
+        torch.manual_seed(seed)
+        pre = train_model(cfg, run, seed, dev, "pretrain", None, show_progress, stop_after,
+                          Path(pretrain_cache) if pretrain_cache is not None else None)
+        fin = train_model(cfg, run, seed, dev, "finetune", pre, show_progress, stop_after)
+        saved = run.outputs("evaluate", "summary.json", "metrics.json")
+        if saved is not None:
+            summary, metrics_json = saved
+        else:
+            t_eval = time.perf_counter()
+            num, metrics = evaluate_models(cfg, {"pretrained": pre, "finetuned": fin}, seed)
+            run.mark_done("evaluate", {"seconds": time.perf_counter() - t_eval})
+            stage_seconds = sum(read_json(run.path(".stages", f"{s}.done")).get("seconds", 0.0)
+                                for s in ("pretrain", "finetune", "evaluate"))
+            summary = summarise(cfg, preset, seed, num, stage_seconds)
+            summary["throughput"] = {s: {k: read_json(run.path(".stages", f"{s}.done")).get(k)
+                                         for k in ("steps_per_s", "tokens_per_s")} for s in ("pretrain", "finetune")}
+            summary["pretrain_reused"] = "reused_from" in read_json(run.path(".stages", "pretrain.done"))
+            write_json(run.path("metrics.json"), {"numbers": num, **metrics})
+            write_json(run.path("summary.json"), summary)
+            metrics_json = read_json(run.path("metrics.json"))  # the figures read what a rerun reads
+        plots.study_figures(run.path("figures"), metrics_json, summary, cfg)
+        write_report(run, summary, cfg)
+        summary["wall_seconds_this_call"] = time.perf_counter() - t0
+        return summary
 
 
 def write_report(run: RunDir, s: dict, cfg: SyntheticConfig) -> Path:

@@ -37,9 +37,9 @@ def theory_curves(cfg: SyntheticConfig, alphas: list[float], seed: int = 0) -> d
 
 
 def run_theory(cfg: SyntheticConfig, alphas: list[float], out: str | Path, seed: int = 0) -> dict:
-    run = RunDir(out)
-    run.write_config(cfg.to_dict(), seed, {"alphas": alphas, "kind": "theory"})
-    result = theory_curves(cfg, alphas, seed)
-    write_json(run.path("theory.json"), result)
-    plots.theory_figure(run.path("figures"), result)
+    with RunDir(out, "synthetic theory") as run:
+        run.write_config(cfg.to_dict(), seed, {"alphas": alphas, "kind": "theory"})
+        result = theory_curves(cfg, alphas, seed)
+        write_json(run.path("theory.json"), result)
+        plots.theory_figure(run.path("figures"), result)
     return result

@@ -9,6 +9,7 @@ step in flight, writes a checkpoint and stops; a SIGKILL loses at most ``checkpo
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
 import signal
@@ -23,7 +24,7 @@ import torch
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from safetensors.torch import load_file
 
-from ..runs import append_jsonl, atomic_write_bytes, atomic_write_text, read_jsonl
+from ..runs import StateError, append_jsonl, atomic_write_bytes, atomic_write_text, read_jsonl
 from .model import InContextRegressor, ModelConfig
 from .tasks import Prompts
 
@@ -41,6 +42,10 @@ STAGE_IDS = {"pretrain": 1, "finetune": 2}
 
 class Interrupted(Exception):
     """Training stopped on SIGINT after writing a checkpoint."""
+
+
+class Diverged(ValueError):
+    """The training loss became NaN or infinite: the settings (usually the learning rate) do not train."""
 
 
 @dataclass
@@ -80,24 +85,49 @@ def save_model(path: str | Path, model: InContextRegressor, meta: dict | None = 
     return _atomic_safetensors(path, tensors, header)
 
 
+def tensor_digest(tensors: dict[str, torch.Tensor], header: dict[str, str]) -> str:
+    """sha256 of a checkpoint's content: its header fields (but ``sha256``) and every tensor's name, dtype,
+    shape and bytes, in name order. Stored in the header, checked on every load."""
+    h = hashlib.sha256(json.dumps({k: v for k, v in header.items() if k != "sha256"}, sort_keys=True).encode())
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def _read_safetensors(path: Path, what: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors and header of a checkpoint, verified against the digest its header carries (files written
+    before checkpoints carried one are read as they are). Anything damaged raises :class:`StateError`."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            header = f.metadata() or {}
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise StateError(f"{path}: not a {what} checkpoint ({e})") from None
+    if "sha256" in header and tensor_digest(tensors, header) != header["sha256"]:
+        raise StateError(f"{path}: damaged {what} checkpoint (its content does not match the sha256 it was "
+                         "written with); delete it, or the run folder, to train it again")
+    return tensors, header
+
+
 def load_checkpoint(path: str | Path, what: str,
                     build: Callable[[dict, dict], torch.nn.Module]) -> tuple[torch.nn.Module, dict]:
     """Read a checkpoint written by :func:`save_model` (safetensors only: no pickle): ``build(model_config,
     meta)`` makes the empty model from the header, then the weights are loaded. A missing file raises
     ``FileNotFoundError``, anything else that is not such a checkpoint ``ValueError`` naming the file."""
-    from safetensors import SafetensorError, safe_open
-
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
+    tensors, header = _read_safetensors(path, what)
     try:
-        with safe_open(str(path), framework="pt") as f:
-            header = f.metadata() or {}
         meta = json.loads(header.get("meta", "{}"))
         model = build(json.loads(header["model_config"]), meta)
-    except (KeyError, TypeError, ValueError, OSError, SafetensorError) as e:
-        raise ValueError(f"{path}: not a {what} checkpoint ({e})") from None
-    model.load_state_dict(load_file(str(path)))
+        model.load_state_dict(tensors)
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        raise StateError(f"{path}: not a {what} checkpoint ({e})") from None
     return model, meta
 
 
@@ -110,6 +140,7 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[In
 def _atomic_safetensors(path: str | Path, tensors: dict[str, torch.Tensor], header: dict[str, str]) -> Path:
     from safetensors.torch import save
 
+    header = {**header, "sha256": tensor_digest(tensors, header)}
     return atomic_write_bytes(path, save(tensors, metadata=header))
 
 
@@ -124,19 +155,19 @@ def _save_resume(path: Path, model: torch.nn.Module, opt: torch.optim.Optimizer,
 
 
 def _load_resume(path: Path, model: torch.nn.Module, opt: torch.optim.Optimizer) -> tuple[int, float]:
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as f:
-        header = f.metadata()
-    tensors = load_file(str(path))
-    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-    state: dict[int, dict] = {}
-    for k, v in tensors.items():
-        if k.startswith("opt."):
-            _, idx, name = k.split(".", 2)
-            state.setdefault(int(idx), {})[name] = v
-    opt.load_state_dict({"state": state, "param_groups": json.loads(header["param_groups"])})
-    return int(header["step"]), float(header["elapsed"])
+    tensors, header = _read_safetensors(path, "resume")
+    try:
+        model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        state: dict[int, dict] = {}
+        for k, v in tensors.items():
+            if k.startswith("opt."):
+                _, idx, name = k.split(".", 2)
+                state.setdefault(int(idx), {})[name] = v
+        opt.load_state_dict({"state": state, "param_groups": json.loads(header["param_groups"])})
+        return int(header["step"]), float(header["elapsed"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        raise StateError(f"{path}: not a resume checkpoint of this model ({e}); delete it to restart the stage") \
+            from None
 
 
 @contextlib.contextmanager
@@ -199,7 +230,10 @@ def train_stage(
     start, elapsed = 0, 0.0
     if resume_path.exists():
         start, elapsed = _load_resume(resume_path, model, opt)
-        kept = [r for r in read_jsonl(log_path) if r.get("stage") != spec.name or r["step"] <= start]
+    # drop this stage's rows past the step we start from (logged just before a crash that lost the checkpoint)
+    rows = list(read_jsonl(log_path))
+    kept = [r for r in rows if r.get("stage") != spec.name or r.get("step", 0) <= start]
+    if len(kept) != len(rows):
         atomic_write_text(log_path, "".join(json.dumps(r) + "\n" for r in kept))  # never a moment without a log
     fwd = torch.compile(model) if compile_model else model
     device_type = torch.device(device).type
@@ -227,7 +261,11 @@ def train_stage(
             opt.step()
             step += 1
             steps_run += 1
-            loss_acc += loss.item()
+            value = loss.item()
+            if not math.isfinite(value):  # nothing of this step is checkpointed
+                raise Diverged(f"{spec.name} diverged at step {step}/{spec.steps} (loss {value}); lower its "
+                               f"learning rate ({spec.lr:g}) and use a new output folder")
+            loss_acc += value
             loss_n += 1
             if step % log_every == 0 or step == spec.steps:
                 now = elapsed + time.perf_counter() - t0
@@ -266,4 +304,4 @@ def finish_stage(model: InContextRegressor, spec: StageSpec, workdir: str | Path
 
 
 __all__ = ["StageSpec", "train_stage", "finish_stage", "save_model", "load_model", "lr_at", "Interrupted",
-           "mse_loss", "LossFn"]
+           "Diverged", "mse_loss", "LossFn"]
