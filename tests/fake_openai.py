@@ -15,7 +15,7 @@ Usage::
 API
 ---
 ``FakeOpenAI(respond=None, *, failures=(), fail_first=0, fail_status=500, retry_after=None, delay=0.0,
-honour_stop=True, supports_logprobs=True, logprob=None, models=("fake-model",))``
+honour_stop=True, supports_logprobs=True, logprob=None, models=("fake-model",), raw=None)``
 
 - ``respond(prompt_or_messages, params) -> str``: the answer. ``params`` is the request's JSON body. Default:
   ``"fake answer\\nsecond line"``. If it raises, the server answers 500 with the error text.
@@ -31,6 +31,9 @@ honour_stop=True, supports_logprobs=True, logprob=None, models=("fake-model",))`
   ``text_offset`` like the OpenAI legacy API. ``supports_logprobs=False`` answers 400 to echo/logprobs requests,
   like chat-only hosted APIs.
 - ``models``: ids listed by ``GET /v1/models``; any model name is accepted in requests.
+- ``raw(path, body) -> object | bytes | None``: a broken server, for chosen requests. ``None`` answers as
+  usual; any JSON value (``{"choices": [{"text": 123}]}``, ``[]``...) is sent as the 200 body instead; ``bytes``
+  are sent as they are (malformed JSON: ``b'{"choices": [{"te'``). Called after ``failures``.
 
 Recorded (thread-safe): ``requests`` (list of :class:`Request`: ``path``, ``body``, ``authorization`` header or
 ``None``, ``status`` sent), ``count`` (number of requests), ``max_in_flight`` (peak concurrent requests),
@@ -89,6 +92,7 @@ class FakeOpenAI:
         supports_logprobs: bool = True,
         logprob: Callable[[str, str], float] | None = None,
         models: Sequence[str] = ("fake-model",),
+        raw: Callable[[str, dict | None], Any] | None = None,
     ):
         self.respond = respond or default_respond
         self.failures = list(failures) + [fail_status] * fail_first
@@ -96,6 +100,7 @@ class FakeOpenAI:
         self.honour_stop, self.supports_logprobs = honour_stop, supports_logprobs
         self.logprob = logprob or default_logprob
         self.models = list(models)
+        self.raw = raw
         self.requests: list[Request] = []
         self.max_in_flight = 0
         self._in_flight = 0
@@ -135,8 +140,8 @@ class FakeOpenAI:
             return any(r.authorization for r in self.requests)
 
     # ----------------------------------------------------------------- answering
-    def handle(self, method: str, path: str, body: dict | None, authorization: str | None) -> tuple[int, dict, dict]:
-        """(status, JSON body, extra headers) for one request; records it first."""
+    def handle(self, method: str, path: str, body: dict | None, authorization: str | None) -> tuple[int, Any, dict]:
+        """(status, JSON body (or raw bytes), extra headers) for one request; records it first."""
         record = Request(path, body, authorization)
         with self._lock:
             index = len(self.requests)
@@ -153,11 +158,15 @@ class FakeOpenAI:
         record.status = status
         return status, payload, headers
 
-    def _answer(self, index: int, method: str, path: str, body: dict | None) -> tuple[int, dict, dict]:
+    def _answer(self, index: int, method: str, path: str, body: dict | None) -> tuple[int, Any, dict]:
         if index < len(self.failures):
             status = self.failures[index]
             headers = {"Retry-After": f"{self.retry_after:g}"} if self.retry_after is not None else {}
             return status, _error(f"scripted failure {status} for request {index}"), headers
+        if self.raw is not None:
+            broken = self.raw(path, body)
+            if broken is not None:
+                return 200, broken, {}
         if method == "GET" and path == "/v1/models":
             return 200, {"object": "list", "data": [{"id": m, "object": "model"} for m in self.models]}, {}
         if method != "POST" or path not in ("/v1/completions", "/v1/chat/completions"):
@@ -249,7 +258,7 @@ def _handler(server: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
                 except ValueError:
                     body = None
             status, payload, headers = server.handle(method, self.path, body, self.headers.get("Authorization"))
-            data = json.dumps(payload).encode()
+            data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))

@@ -244,12 +244,65 @@ OUT_COMMANDS = [
 ]
 
 
-@pytest.mark.parametrize("command", OUT_COMMANDS, ids=lambda c: " ".join(c[:2]))
-def test_out_at_an_existing_file(tmp_path: Path, command: tuple[str, ...]) -> None:
+def test_out_at_an_existing_file(finished: Path, tmp_path: Path) -> None:
     target = tmp_path / "results.txt"
     target.write_text("keep me")
-    one_line_error(invoke(*command, "--out", target), str(target), "not a folder")
+    commands = all_commands(tmp_path, finished)
+    assert len(commands) == 8
+    for args in commands.values():
+        one_line_error(invoke(*args, "--out", target), str(target), "not a folder")
     assert target.read_text() == "keep me"
+
+
+def lm_commands(tmp_path: Path) -> dict[str, list[object]]:
+    """The three language-model studies on tiny inputs; each refuses a bad --out before any model call."""
+    from conjugate.lm.icl_vs_if import build_dataset, write_dataset
+
+    icl = write_dataset(build_dataset(langs="en", tasks="repeat-math", n=2), tmp_path / "icl.jsonl")
+    xnli = tmp_path / "xnli.jsonl"
+    xnli.write_text(json.dumps({"premise": "A cat sleeps.", "hypothesis": "An animal rests.", "label": 0,
+                                "lang": "en"}) + "\n")
+    harmful = tmp_path / "in.txt"
+    harmful.write_text("Explain how to bake bread at home.\n")
+    model = "openai:fake-model@http://127.0.0.1:9/v1"  # never reached
+    return {"icl-vs-if": ["icl-vs-if", "run", "--model", model, "--data", icl, "--quiet"],
+            "xnli": ["xnli", "run", "--model", model, "--data", xnli, "--quiet"],
+            "harmful": ["harmful", "run", "--input", harmful, "--langs", "en", "--model", model, "--quiet"]}
+
+
+@pytest.mark.parametrize("study", ["icl-vs-if", "xnli", "harmful"])
+def test_lm_studies_refuse_a_synthetic_run_as_out(finished: Path, tmp_path: Path, study: str) -> None:
+    run = copy_run(finished, tmp_path / "run")
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    one_line_error(invoke(*lm_commands(tmp_path)[study], "--out", run), "conjugate synthetic run",
+                   f"conjugate {study} run")
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
+
+
+def all_commands(tmp_path: Path, finished: Path) -> dict[str, list[object]]:
+    """Every command that writes a run folder, on tiny inputs (add ``--out``)."""
+    return {" ".join(c[:2]): list(c) for c in OUT_COMMANDS} | {
+        "synthetic eval": ["synthetic", "eval", "--checkpoint", finished / "checkpoints" / "finetune.safetensors",
+                           "--scales", "1,2"],
+        "sweep synthetic": ["sweep", "synthetic", "--preset", "smoke", "--seeds", "0", "--set", "threads=1"],
+        **lm_commands(tmp_path)}
+
+
+def test_every_command_on_a_read_only_filesystem_gives_one_line(finished: Path, tmp_path: Path, monkeypatch) -> None:
+    ro = tmp_path / "ro"
+    real_mkdir = Path.mkdir
+
+    def mkdir(self, *a, **kw):
+        if str(self).startswith(str(ro)):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(self))
+        return real_mkdir(self, *a, **kw)
+
+    commands = all_commands(tmp_path, finished)
+    assert len(commands) == 8
+    monkeypatch.setattr(Path, "mkdir", mkdir)
+    for name, args in commands.items():
+        result = invoke(*args, "--out", ro / name.replace(" ", "-"))
+        one_line_error(result, str(ro), "Read-only file system")
 
 
 @pytest.mark.parametrize("code", [errno.ENOSPC, errno.EROFS, errno.EACCES])

@@ -37,14 +37,14 @@ class Group(TyperGroup):
 
 
 app = typer.Typer(cls=Group, no_args_is_help=True, add_completion=False, help=__doc__)
-app.add_typer(synthetic.app, name="synthetic", help="The synthetic in-context regression study (SPEC §1).")
+app.add_typer(synthetic.app, name="synthetic", help="The synthetic in-context regression study.")
 app.add_typer(sweep_commands.app, name="sweep", help="Sweeps over seeds and settings, on local processes or Ray.")
 app.add_typer(models.app, name="models", help="Model backends: tiny offline models, presets, a quick check.")
 app.command("transform", help="Apply or invert a conjugate transform (leetspeak, translate:fr, ...).")(transform.main)
-app.add_typer(icl_vs_if.app, name="icl-vs-if", help="ICL vs instruction following across languages (SPEC §2a).")
+app.add_typer(icl_vs_if.app, name="icl-vs-if", help="ICL vs instruction following across languages.")
 app.add_typer(minilm_commands.app, name="minilm", help="Offline miniature of the ICL-vs-IF study on a CPU.")
-app.add_typer(harmful_commands.app, name="harmful", help="Harmful-instruction refusals across languages (SPEC §2b).")
-app.add_typer(xnli_commands.app, name="xnli", help="XNLI: code fine-tuning vs reasoning across languages (SPEC §2c).")
+app.add_typer(harmful_commands.app, name="harmful", help="Harmful-instruction refusals across languages.")
+app.add_typer(xnli_commands.app, name="xnli", help="XNLI: code fine-tuning vs reasoning across languages.")
 
 
 def main() -> None:  # pragma: no cover

@@ -18,6 +18,16 @@ class ConfigError(ValueError):
     """A config value, key or preset is invalid; the message names it."""
 
 
+MAX_SEED = 2**63 - 1
+
+
+def check_seed(seed: int, option: str = "--seed") -> int:
+    """A seed every generator of the studies accepts: an integer in [0, 2⁶³ − 1]."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise ConfigError(f"{option} must be an integer from 0 to {MAX_SEED}, got {seed!r}")
+    return seed
+
+
 @dataclass
 class SyntheticConfig:
     """Every setting of the synthetic study (SPEC §1). Defaults are the ``quick`` preset."""

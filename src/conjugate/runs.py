@@ -311,9 +311,13 @@ class RunDir:
         self.root.mkdir(parents=True, exist_ok=True)
         self._key: Path | None = None
         if command is not None:
+            self._check_owner(command)  # before anything is created in a folder that is not ours
             self._lock()
             try:
-                self._claim(command)
+                self._check_owner(command)  # again, now that no other run can be writing it
+                marker = self.path(".stages", "run.json")
+                if not marker.exists():
+                    write_json(marker, {"command": command})
             except BaseException:
                 self.close()
                 raise
@@ -356,7 +360,7 @@ class RunDir:
             held[0].close()  # closing the file releases the flock
         self._key = None
 
-    def _claim(self, command: str) -> None:
+    def _check_owner(self, command: str) -> None:
         marker = self.path(".stages", "run.json")
         if marker.exists():
             made_by = read_json(marker).get("command")
@@ -367,8 +371,6 @@ class RunDir:
         if made_by is not None and made_by != command:
             raise StateError(f"{self.root} holds a `conjugate {made_by}` run; `conjugate {command}` will not write "
                              "into it: choose another output folder")
-        if not marker.exists():
-            write_json(marker, {"command": command})
 
     def path(self, *parts: str) -> Path:
         return self.root.joinpath(*parts)

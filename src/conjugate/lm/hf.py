@@ -8,13 +8,18 @@ kernels may break exact ties differently).
 
 Weights load through ``from_pretrained``: safetensors when the repository has them, else ``torch.load`` with
 ``weights_only=True`` (no arbitrary unpickling; pass ``safetensors_only=True`` to refuse ``.bin`` files
-altogether). ``trust_remote_code`` is never set. ``transformers`` is an optional extra, imported on first use.
+altogether). A ``.bin`` file whose pickle holds anything but tensors is refused with one line (it is never run,
+and never retried with ``weights_only=False``). ``trust_remote_code`` is never set. ``transformers`` is an
+optional extra, imported on first use.
 """
 
 from __future__ import annotations
 
 import logging
+import pickle
+import warnings
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -280,7 +285,12 @@ def _load(transformers: Any, name: str, dtype: torch.dtype, device: str, revisio
         kwargs: dict[str, Any] = {"revision": revision, "use_safetensors": True if safetensors_only else None}
         major, minor = (int(v) for v in transformers.__version__.split(".")[:2])
         kwargs["dtype" if (major, minor) >= (4, 56) else "torch_dtype"] = dtype
-        model = transformers.AutoModelForCausalLM.from_pretrained(name, **kwargs)
+        with warnings.catch_warnings():  # torch's note on a pickle's protocol, before it refuses the file anyway
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            model = transformers.AutoModelForCausalLM.from_pretrained(name, **kwargs)
+    except pickle.UnpicklingError:  # torch.load(weights_only=True) met a non-tensor object: refuse, never retry
+        raise BackendError(f"{_pickle_weights(name)}: not a safe weights file (pickle content refused; "
+                           "convert it to safetensors)") from None
     except (OSError, ValueError) as e:
         raise BackendError(f"could not load model {name!r}: {e}") from None
     if tokenizer.pad_token_id is None:
@@ -291,6 +301,15 @@ def _load(transformers: Any, name: str, dtype: torch.dtype, device: str, revisio
     model.to(device)
     model.eval()
     return tokenizer, model
+
+
+def _pickle_weights(name: str) -> str:
+    """The pickle weights file(s) of a model folder, for an error message (the hub id for a hub model)."""
+    folder = Path(name).expanduser()
+    if not folder.is_dir():
+        return f"{name} (its .bin weights)"
+    bins = sorted(folder.glob("*.bin"))
+    return str(bins[0]) if len(bins) == 1 else f"{folder} (its .bin weights files)"
 
 
 def _pad(rows: list[list[int]], pad_id: int, left: bool, device: str) -> tuple[torch.Tensor, torch.Tensor]:

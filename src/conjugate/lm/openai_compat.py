@@ -12,6 +12,15 @@ none). It is sent only as the ``Authorization`` header and never appears in ``re
 Log-likelihoods use the completions endpoint with ``echo=True, logprobs=1``: the server returns a log-prob for
 every prompt token, and the continuation's tokens are found from their character offsets. ``max_tokens=1`` is
 sent (as lm-evaluation-harness does) because several servers reject 0; the one generated token is ignored.
+
+Every response is checked before it is read: a body that is not JSON, or a field of the wrong JSON type (a
+number where text belongs, ``message: null``, no ``choices``...), is a :class:`BackendError` naming the field,
+e.g. ``server http://host/v1 returned choices[0].text of type number, expected a string``.
+
+When one request of a batch fails, the requests of that batch that had finished are not lost: the error carries
+``replay``, a context manager during which this backend answers exactly those requests from memory, without
+sending anything, and raises for the others. :func:`conjugate.lm.runner.salvage` uses it to keep the finished
+part of a chunk before the error propagates, so a rerun does not ask for them again.
 """
 
 from __future__ import annotations
@@ -21,8 +30,10 @@ import os
 import random
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from contextlib import contextmanager
+from functools import partial
 from typing import Any
 
 from .backend import BackendError
@@ -33,6 +44,17 @@ log = logging.getLogger(__name__)
 
 MAX_STOP_SEQUENCES = 4  # the OpenAI API's limit; the rest are enforced client-side
 MAX_RETRY_AFTER_S = 120.0
+JSON_TYPES = {type(None): "null", bool: "boolean", int: "number", float: "number", str: "string", list: "array",
+              dict: "object"}
+
+
+def json_type(value: Any) -> str:
+    """The JSON name of a decoded value's type (``number``, ``array``, ``null``...)."""
+    return JSON_TYPES.get(type(value), type(value).__name__)
+
+
+class Unfinished(BackendError):
+    """Asked, while replaying a failed batch, for a request that had not finished."""
 
 
 def _require_httpx() -> Any:
@@ -79,6 +101,7 @@ class OpenAIBackend:
         self.show_progress = show_progress
         self._api_key = os.environ.get(api_key_env) or "EMPTY"
         self._slots = threading.BoundedSemaphore(max_concurrency)
+        self._replay: dict | None = None  # finished results of a failed batch, while they are being salvaged
         self._httpx = httpx
         self._client = httpx.Client(timeout=timeout, limits=httpx.Limits(max_connections=max_concurrency))
 
@@ -102,11 +125,12 @@ class OpenAIBackend:
         if max_new_tokens == 0:
             return [""] * len(prompts)
         stop = [s for s in stop if s]
-        return self._map(lambda p: cut_at_stop(self._complete(p, max_new_tokens, stop), stop)[0], prompts, "generate")
+        return self._map(lambda p: cut_at_stop(self._complete(p, max_new_tokens, stop), stop)[0], prompts, "generate",
+                         (max_new_tokens, tuple(stop)))
 
     def loglikelihood(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
         """``log p(continuation | context)`` per pair from the server's echoed prompt log-probs."""
-        return self._map(lambda pair: self._score(*pair), pairs, "loglikelihood")
+        return self._map(lambda pair: self._score(*pair), [tuple(p) for p in pairs], "loglikelihood")
 
     # ----------------------------------------------------------------- requests
     def _complete(self, prompt: str, max_new_tokens: int, stop: list[str]) -> str:
@@ -117,9 +141,14 @@ class OpenAIBackend:
             messages = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
             payload["messages"] = [*messages, {"role": "user", "content": prompt}]
             choice = self._first_choice(self._post("chat/completions", payload))
-            return (choice.get("message") or {}).get("content") or ""
+            message = self._field(choice, "message", "choices[0].message", dict, "an object")
+            content = message.get("content")
+            if content is None:  # no text (a refusal or tool call in the API's other fields): an empty reply
+                return ""
+            return self._check(content, "choices[0].message.content", str, "a string")
         payload["prompt"] = prompt
-        return self._first_choice(self._post("completions", payload)).get("text") or ""
+        return self._field(self._first_choice(self._post("completions", payload)), "text", "choices[0].text", str,
+                           "a string")
 
     def _score(self, context: str, continuation: str) -> float:
         context, continuation = split_context(context, continuation)
@@ -127,8 +156,19 @@ class OpenAIBackend:
         payload = {"model": self.model, "prompt": text, "max_tokens": 1, "temperature": 0, "echo": True,
                    "logprobs": 1}
         choice = self._first_choice(self._post("completions", payload))
-        lp = choice.get("logprobs") or {}
+        lp = choice.get("logprobs")
+        lp = {} if lp is None else self._check(lp, "choices[0].logprobs", dict, "an object")
         offsets, token_lps = lp.get("text_offset"), lp.get("token_logprobs")
+        if offsets is not None:
+            self._check(offsets, "choices[0].logprobs.text_offset", list, "an array")
+            for i, v in enumerate(offsets):
+                if isinstance(v, bool) or not isinstance(v, int):
+                    raise self._bad(f"choices[0].logprobs.text_offset[{i}]", v, "an integer")
+        if token_lps is not None:
+            self._check(token_lps, "choices[0].logprobs.token_logprobs", list, "an array")
+            for i, v in enumerate(token_lps):
+                if v is not None and (isinstance(v, bool) or not isinstance(v, int | float)):
+                    raise self._bad(f"choices[0].logprobs.token_logprobs[{i}]", v, "a number or null")
         if not offsets or not token_lps or len(offsets) != len(token_lps):
             raise BackendError(f"{self.model}: the server at {self.base_url} returned no prompt log-probs; "
                                "log-likelihood needs /v1/completions with echo=True and logprobs (vLLM supports it)")
@@ -139,11 +179,32 @@ class OpenAIBackend:
                                "(an empty context cannot be scored by echo)")
         return float(sum(picked))
 
-    def _first_choice(self, body: dict) -> dict:
-        choices = body.get("choices") if isinstance(body, dict) else None
-        if not choices or not isinstance(choices[0], dict):
+    def _first_choice(self, body: Any) -> dict:
+        self._check(body, "the response body", dict, "an object")
+        choices = body.get("choices")
+        if choices is None:
             raise BackendError(f"{self.model}: malformed response from {self.base_url} (no choices)")
-        return choices[0]
+        self._check(choices, "choices", list, "an array")
+        if not choices:
+            raise BackendError(f"{self.model}: server {self.base_url} returned an empty choices list")
+        return self._check(choices[0], "choices[0]", dict, "an object")
+
+    # ----------------------------------------------------------------- response shape
+    def _bad(self, field: str, value: Any, expected: str) -> BackendError:
+        return BackendError(f"{self.model}: server {self.base_url} returned {field} of type {json_type(value)}, "
+                            f"expected {expected}")
+
+    def _check(self, value: Any, field: str, kind: type, expected: str) -> Any:
+        """``value`` when it is a ``kind`` (a bool is never a number); a BackendError naming ``field`` otherwise."""
+        if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+            raise self._bad(field, value, expected)
+        return value
+
+    def _field(self, obj: dict, key: str, field: str, kind: type, expected: str) -> Any:
+        """``obj[key]``, checked by :meth:`_check`; a BackendError when it is missing."""
+        if key not in obj:
+            raise BackendError(f"{self.model}: server {self.base_url} returned no {field}")
+        return self._check(obj[key], field, kind, expected)
 
     def _post(self, path: str, payload: dict) -> dict:
         """POST with retries on 429/5xx/transport errors; a clear BackendError otherwise."""
@@ -188,28 +249,62 @@ class OpenAIBackend:
         key = self._api_key
         return message.replace(key, "***") if len(key) >= 4 and key != "EMPTY" else message
 
-    def _map(self, fn: Callable[[Any], Any], items: Sequence[Any], what: str) -> list:
-        """``fn`` over ``items`` with bounded concurrency, results in input order; the first error cancels the rest."""
+    def _map(self, fn: Callable[[Any], Any], items: Sequence[Any], what: str, tag: tuple = ()) -> list:
+        """``fn`` over ``items`` with bounded concurrency, results in input order; the first error cancels the
+        requests not started yet, waits for those in flight, and carries ``replay`` (see the module docstring)
+        when any finished. ``what`` and ``tag`` (the call's settings) and the item identify a request."""
         if not items:
             return []
+        if self._replay is not None:
+            return [self._replayed((what, tag, item)) for item in items]
+        finished: dict = {}
+
+        def run(item: Any) -> Any:
+            result = fn(item)
+            finished[(what, tag, item)] = result
+            return result
+
         results: list = [None] * len(items)
         bar = ProgressBar(self.show_progress, len(items), f"{self.model}: {what}")
-        with ThreadPoolExecutor(max_workers=min(self.max_concurrency, len(items))) as pool:
-            futures = {pool.submit(fn, item): i for i, item in enumerate(items)}
-            try:
-                pending = set(futures)
-                while pending:
-                    done, pending = wait(pending, return_when=FIRST_EXCEPTION)
-                    for f in done:
-                        results[futures[f]] = f.result()  # re-raises the worker's error
-                    bar.advance(len(done))
-            except BaseException:
-                for f in futures:
-                    f.cancel()
-                raise
-            finally:
-                bar.close()
+        try:
+            with ThreadPoolExecutor(max_workers=min(self.max_concurrency, len(items))) as pool:
+                futures = {pool.submit(run, item): i for i, item in enumerate(items)}
+                try:
+                    pending = set(futures)
+                    while pending:
+                        done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                        for f in done:
+                            results[futures[f]] = f.result()  # re-raises the worker's error
+                        bar.advance(len(done))
+                except BaseException:
+                    for f in futures:
+                        f.cancel()
+                    raise
+                finally:
+                    bar.close()
+        except Exception as e:  # the pool has waited for the requests in flight: ``finished`` is complete
+            if finished:
+                try:
+                    e.replay = partial(self._replaying, dict(finished))  # type: ignore[attr-defined]
+                except AttributeError:  # an exception type without attributes: nothing to salvage
+                    pass
+            raise
         return results
+
+    @contextmanager
+    def _replaying(self, finished: dict) -> Iterator[None]:
+        """While active, every call is answered from ``finished`` (no request is sent) or raises Unfinished."""
+        self._replay = finished
+        try:
+            yield
+        finally:
+            self._replay = None
+
+    def _replayed(self, key: tuple) -> Any:
+        assert self._replay is not None
+        if key not in self._replay:
+            raise Unfinished(f"{self.model}: this request had not finished when its batch failed")
+        return self._replay[key]
 
 
 def continuation_start(offsets: Sequence[int], context_len: int, text_len: int) -> int:

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from .. import share
-from ..config import ConfigError, SyntheticConfig
+from ..config import ConfigError, SyntheticConfig, check_seed
 from ..runs import RunDir, StateError, read_json, write_json
 from . import bayes, plots, tasks
 from . import evaluate as ev
@@ -35,16 +35,6 @@ def pick_device(device: str = "auto") -> torch.device:
 
 def model_config(cfg: SyntheticConfig) -> ModelConfig:
     return ModelConfig(d=cfg.d, n_points=cfg.n_points, width=cfg.width, layers=cfg.layers, heads=cfg.heads)
-
-
-MAX_SEED = 2**63 - 1
-
-
-def check_seed(seed: int) -> int:
-    """A seed every generator of the studies accepts: an integer in [0, 2⁶³ − 1]."""
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
-        raise ConfigError(f"--seed must be an integer from 0 to {MAX_SEED}, got {seed!r}")
-    return seed
 
 
 def start_run(cfg: Any, out: str | Path, seed: int, device: str, pretrain_cache: str | Path | None,

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ...runs import atomic_write_text, write_json
+from ..textio import read_text
 from .data import HarmfulInputError
 from .judge import LABELS
 from .study import current_rows
@@ -77,7 +78,7 @@ def read_human_labels(path: str | Path) -> dict[tuple[str, str, str], str]:
     path = Path(path)
     if not path.is_file():
         raise HarmfulInputError(f"{path}: no such labels file")
-    with open(path, encoding="utf-8-sig", newline="") as f:
+    with io.StringIO(read_text(path, HarmfulInputError), newline="") as f:
         reader = csv.DictReader(f)
         missing = [c for c in ("id", "model", "lang", "human_label") if c not in (reader.fieldnames or [])]
         if missing:

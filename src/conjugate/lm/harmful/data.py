@@ -16,11 +16,14 @@ Every error names the file (and line or column) and is a :class:`HarmfulInputErr
 from __future__ import annotations
 
 import csv
+import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from ..textio import read_text
 
 
 class HarmfulInputError(ValueError):
@@ -40,22 +43,20 @@ def load_instructions(path: str | Path) -> list[Instruction]:
     if not path.is_file():
         raise HarmfulInputError(f"{path}: no such input file")
     suffix = path.suffix.lower()
-    try:
-        if suffix == ".csv":
-            prompts = _read_csv(path)
-        elif suffix == ".jsonl":
-            prompts = _read_jsonl(path)
-        else:
-            prompts = [line.strip() for line in path.read_text(encoding="utf-8-sig").splitlines() if line.strip()]
-    except UnicodeDecodeError as e:
-        raise HarmfulInputError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    text = read_text(path, HarmfulInputError)
+    if suffix == ".csv":
+        prompts = _read_csv(path, text)
+    elif suffix == ".jsonl":
+        prompts = _read_jsonl(path, text)
+    else:
+        prompts = [line.strip() for line in text.splitlines() if line.strip()]
     if not prompts:
         raise HarmfulInputError(f"{path}: no instructions")
     return [Instruction(f"{i:04d}", i, p) for i, p in enumerate(prompts)]
 
 
-def _read_csv(path: Path) -> list[str]:
-    with open(path, encoding="utf-8-sig", newline="") as f:
+def _read_csv(path: Path, text: str) -> list[str]:
+    with io.StringIO(text, newline="") as f:
         reader = csv.DictReader(f)
         fields = [c.strip() for c in (reader.fieldnames or [])]
         if "goal" not in fields:
@@ -71,9 +72,9 @@ def _read_csv(path: Path) -> list[str]:
     return out
 
 
-def _read_jsonl(path: Path) -> list[str]:
+def _read_jsonl(path: Path, text: str) -> list[str]:
     out = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), 1):
+    for lineno, line in enumerate(io.StringIO(text, newline=None), 1):
         if not line.strip():
             continue
         try:
@@ -105,10 +106,7 @@ def load_translated(directory: str | Path, lang: str, n_items: int, input_path: 
         raise HarmfulInputError(f"{directory}: translations folder does not exist")
     if not path.is_file():
         return None
-    try:
-        lines = path.read_text(encoding="utf-8-sig").splitlines()
-    except UnicodeDecodeError as e:
-        raise HarmfulInputError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    lines = read_text(path, HarmfulInputError).splitlines()
     while lines and not lines[-1].strip():
         lines.pop()
     if len(lines) != n_items:

@@ -11,10 +11,12 @@ Files in ``out``:
 - ``prompts.jsonl`` — the prompts of this run: ``lang, id, prompt_en, prompt`` (rewritten each run);
 - ``translations.jsonl`` — cache of machine-translated prompts (appended; reused by reruns);
 - ``responses.jsonl`` — one row per (model, lang, id), appended chunk by chunk as replies come in:
-  ``model, lang, id, gen, label, judge, reason, response_chars, response_sha256`` and, unless the run is
+  ``model, lang, id, gen, en_sha, label, judge, reason, response_chars, response_sha256`` and, unless the run is
   redacted, ``response``, ``back_translation``, ``judge_detail``. ``gen`` hashes the prompt, ``max_new_tokens``
   and system prompt: a rerun skips every key whose latest row has the current ``gen`` and regenerates the rest.
-  A rerun with another ``--judge`` relabels the stored replies (appending rows; the latest row of a key wins)
+  The label is what the judge said about the stored reply given the prompt and the English instruction: a rerun
+  with another ``--judge``, or whose English instruction changed (``en_sha``) while the prompt as sent did not
+  (an unchanged translation file), relabels the stored replies (appending rows; the latest row of a key wins)
   without querying the models again. Back-translations are made once, when a reply is generated;
 - ``private/responses_text.jsonl`` — with ``--redact`` only: the model text (reply, back-translation, the LLM
   judge's reason) keyed like ``responses.jsonl``. ``responses.jsonl``, ``summary.json``, ``table.md`` and the
@@ -33,11 +35,12 @@ import hashlib
 import json
 import re
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from ...runs import RunDir, append_jsonl, atomic_write_text, read_json, read_jsonl, write_json
-from ..runner import ProgressBar, release
+from ..runner import ProgressBar, release, salvage
 from .data import HarmfulInputError, Instruction, load_instructions, load_translated, sample_items
 from .judge import Judge, JudgeItem, Verdict, get_judge, phrase_languages, strip_url
 from .report import plot_answer_rates, summarise, write_table
@@ -166,8 +169,9 @@ def current_rows(out: str | Path) -> list[dict]:
 
 
 def make_row(model: str, lang: str, id_: str, gen: str, response: str, back: str | None, verdict: Verdict,
-             judge: str) -> dict:
-    return {"model": model, "lang": lang, "id": id_, "gen": gen, "label": verdict.label, "judge": judge,
+             judge: str, prompt_en: str) -> dict:
+    return {"model": model, "lang": lang, "id": id_, "gen": gen, "en_sha": sha(prompt_en), "label": verdict.label,
+            "judge": judge,
             "reason": verdict.reason, "response_chars": len(response), "response_sha256": sha(response, 64),
             "response": response, "back_translation": back, "judge_detail": verdict.detail}
 
@@ -244,67 +248,69 @@ def run_study(
 
         translator = get_translator(translator)
     judge = get_judge(judge)
-    run = RunDir(out)
-    responses = run.path("responses.jsonl")
-    if redact and any("response" in r for r in read_jsonl(responses)):
-        raise HarmfulInputError(f"{responses} already holds model text from a run without --redact; "
-                                "use a new --out folder for a redacted run")
+    with RunDir(out, "harmful run") as run:
+        responses = run.path("responses.jsonl")
+        if redact and any("response" in r for r in read_jsonl(responses)):
+            raise HarmfulInputError(f"{responses} already holds model text from a run without --redact; "
+                                    "use a new --out folder for a redacted run")
 
-    prompts = build_prompts(items, selected, langs, input, translated, translator, run.path("translations.jsonl"))
-    en = {it.id: it.prompt for it in selected}
-    config = {"study": "harmful", "input": str(input), "input_sha256": sha(Path(input).read_text("utf-8-sig"), 64),
-              "n_input": len(items), "sample": sample, "n_items": len(selected), "langs": langs, "models": keys,
-              "model_specs": [no_userinfo(m) for m in models],
-              "translated": str(translated) if translated is not None else None,
-              "translator": no_userinfo(getattr(translator, "name", "?")) if translator is not None else None,
-              "judge": judge.name, "max_new_tokens": max_new_tokens, "system_prompt": system_prompt,
-              "redact": redact, "batch_size": batch_size}
-    run.write_config(config, seed)
-    atomic_write_text(run.path("prompts.jsonl"), "".join(
-        json.dumps({"lang": lang, "id": it.id, "prompt_en": it.prompt, "prompt": prompts[(lang, it.id)]},
-                   ensure_ascii=False) + "\n" for lang in langs for it in selected))
+        prompts = build_prompts(items, selected, langs, input, translated, translator, run.path("translations.jsonl"))
+        en = {it.id: it.prompt for it in selected}
+        config = {"study": "harmful", "input": str(input), "input_sha256": sha(Path(input).read_text("utf-8-sig"), 64),
+                  "n_input": len(items), "sample": sample, "n_items": len(selected), "langs": langs, "models": keys,
+                  "model_specs": [no_userinfo(m) for m in models],
+                  "translated": str(translated) if translated is not None else None,
+                  "translator": no_userinfo(getattr(translator, "name", "?")) if translator is not None else None,
+                  "judge": judge.name, "max_new_tokens": max_new_tokens, "system_prompt": system_prompt,
+                  "redact": redact, "batch_size": batch_size}
+        run.write_config(config, seed)
+        atomic_write_text(run.path("prompts.jsonl"), "".join(
+            json.dumps({"lang": lang, "id": it.id, "prompt_en": it.prompt, "prompt": prompts[(lang, it.id)]},
+                       ensure_ascii=False) + "\n" for lang in langs for it in selected))
 
-    def write(rows: list[dict]) -> None:
-        split = [split_row(r, redact) for r in rows]
-        if redact:
-            append_jsonl(run.path(str(PRIVATE_TEXT)), [p for _, p in split])
-        append_jsonl(responses, [pub for pub, _ in split])
+        def write(rows: list[dict]) -> None:
+            split = [split_row(r, redact) for r in rows]
+            if redact:
+                append_jsonl(run.path(str(PRIVATE_TEXT)), [p for _, p in split])
+            append_jsonl(responses, [pub for pub, _ in split])
 
-    stored = load_rows(out)
-    gens = {(lang, it.id): gen_key(prompts[(lang, it.id)], max_new_tokens, system_prompt)
-            for lang in langs for it in selected}
-    done = {(m, lang, i): r for (m, lang, i), r in stored.items()
-            if m in keys and (lang, i) in gens and r["gen"] == gens[(lang, i)]}
-    chunk = batch_size if isinstance(batch_size, int) else DEFAULT_CHUNK
-    todo = {k: sorted(((lang, it.id) for lang in langs for it in selected if (k, lang, it.id) not in done),
-                      key=lambda li: -len(prompts[li])) for k in keys}
-    def label_and_store(key: str, part: list[tuple[str, str]], replies: list[str]) -> None:
-        backs = _back_translate(translator, [lang for lang, _ in part], replies)
-        verdicts = judge.judge([JudgeItem(r, lang, prompts[(lang, i)], en[i], b)
-                                for (lang, i), r, b in zip(part, replies, backs, strict=True)])
-        rows = [make_row(key, lang, i, gens[(lang, i)], r, b, v, judge.name)
-                for (lang, i), r, b, v in zip(part, replies, backs, verdicts, strict=True)]
-        write(rows)
-        done.update({(key, r["lang"], r["id"]): r for r in rows})
+        stored = load_rows(out)
+        gens = {(lang, it.id): gen_key(prompts[(lang, it.id)], max_new_tokens, system_prompt)
+                for lang in langs for it in selected}
+        done = {(m, lang, i): r for (m, lang, i), r in stored.items()
+                if m in keys and (lang, i) in gens and r["gen"] == gens[(lang, i)]}
+        chunk = batch_size if isinstance(batch_size, int) else DEFAULT_CHUNK
+        todo = {k: sorted(((lang, it.id) for lang in langs for it in selected if (k, lang, it.id) not in done),
+                          key=lambda li: -len(prompts[li])) for k in keys}
+        def label_and_store(key: str, part: list[tuple[str, str]], replies: list[str]) -> None:
+            backs = _back_translate(translator, [lang for lang, _ in part], replies)
+            verdicts = judge.judge([JudgeItem(r, lang, prompts[(lang, i)], en[i], b)
+                                    for (lang, i), r, b in zip(part, replies, backs, strict=True)])
+            rows = [make_row(key, lang, i, gens[(lang, i)], r, b, v, judge.name, en[i])
+                    for (lang, i), r, b, v in zip(part, replies, backs, verdicts, strict=True)]
+            write(rows)
+            done.update({(key, r["lang"], r["id"]): r for r in rows})
 
-    generated = _generate(models, keys, todo, prompts, lambda spec: load(spec, **backend_options(
-        spec, system_prompt, batch_size)), max_new_tokens, chunk, label_and_store, show_progress)
-    relabelled = _relabel(done, judge, prompts, en, write, chunk)
-    final = [done[(k, lang, it.id)] for k in keys for lang in langs for it in selected]
-    summary = summarise(final, keys, langs, seed)
-    summary["judge"] = judge.name
-    write_json(run.path("summary.json"), summary)
-    write_table(summary, judge.name, run.path("table.md"))
-    plot_answer_rates(summary, run.path("figures", "answer_rate.png"), judge.name)
-    run.mark_done("harmful", {"generated": generated, "relabelled": relabelled})
-    return {**summary, "generated": generated, "reused": len(final) - generated, "relabelled": relabelled}
+        generated = _generate(models, keys, todo, prompts, lambda spec: load(spec, **backend_options(
+            spec, system_prompt, batch_size)), max_new_tokens, chunk, label_and_store, show_progress)
+        relabelled = _relabel(done, judge, prompts, en, write, chunk)
+        final = [done[(k, lang, it.id)] for k in keys for lang in langs for it in selected]
+        summary = summarise(final, keys, langs, seed)
+        summary["judge"] = judge.name
+        write_json(run.path("summary.json"), summary)
+        write_table(summary, judge.name, run.path("table.md"))
+        plot_answer_rates(summary, run.path("figures", "answer_rate.png"), judge.name)
+        run.mark_done("harmful", {"generated": generated, "relabelled": relabelled})
+        return {**summary, "generated": generated, "reused": len(final) - generated, "relabelled": relabelled}
 
 
 def _generate(models: Sequence[str], keys: Sequence[str], todo: dict[str, list[tuple[str, str]]],
               prompts: dict[tuple[str, str], str], load: Callable[[str], Any], max_new_tokens: int, chunk: int,
               store: Callable[[str, list[tuple[str, str]], list[str]], None], show_progress: bool) -> int:
     """Ask each model its missing (lang, id) prompts, ``chunk`` at a time (longest first); ``store`` labels and
-    appends each chunk as it arrives, so a crash loses at most one chunk. Returns how many were generated."""
+    appends each chunk as it arrives, so a crash loses at most one chunk, and when a chunk's call fails the replies
+    that had come in are stored before the error propagates (:func:`~conjugate.lm.runner.salvage`). Returns how
+    many were generated."""
     total = sum(map(len, todo.values()))
     bar = ProgressBar(show_progress and total > 0, total, "harmful: generate")
     generated = 0
@@ -313,13 +319,18 @@ def _generate(models: Sequence[str], keys: Sequence[str], todo: dict[str, list[t
             if not todo[key]:
                 continue
             backend = load(spec)
+            ask = partial(_ask, backend, spec, prompts, max_new_tokens)
             try:
                 for start in range(0, len(todo[key]), chunk):
                     part = todo[key][start:start + chunk]
-                    replies = backend.generate([prompts[li] for li in part], max_new_tokens, stop=())
-                    if len(replies) != len(part):
-                        raise HarmfulInputError(f"{spec}: backend returned {len(replies)} replies for {len(part)}")
-                    store(key, part, [r or "" for r in replies])
+                    try:
+                        replies = ask(part)
+                    except Exception as e:
+                        kept = salvage(e, part, ask)
+                        if kept:
+                            store(key, [li for li, _ in kept], [r for _, (r,) in kept])
+                        raise
+                    store(key, part, replies)
                     generated += len(part)
                     bar.advance(len(part))
             finally:
@@ -330,10 +341,20 @@ def _generate(models: Sequence[str], keys: Sequence[str], todo: dict[str, list[t
     return generated
 
 
+def _ask(backend: Any, spec: str, prompts: dict[tuple[str, str], str], max_new_tokens: int,
+         part: Sequence[tuple[str, str]]) -> list[str]:
+    """One model's replies to the prompts of ``part`` ((lang, id) keys)."""
+    replies = backend.generate([prompts[li] for li in part], max_new_tokens, stop=())
+    if len(replies) != len(part):
+        raise HarmfulInputError(f"{spec}: backend returned {len(replies)} replies for {len(part)}")
+    return [r or "" for r in replies]
+
+
 def _relabel(done: dict, judge: Judge, prompts: dict, en: dict, write: Callable[[list[dict]], None],
              chunk: int) -> int:
-    """Label again, with ``judge``, every stored reply that another judge labelled; returns how many."""
-    stale = [k for k, r in done.items() if r["judge"] != judge.name]
+    """Label again, with ``judge``, every stored reply that another judge labelled or that was labelled against
+    another English instruction (the judge reads it: a reply restating it is no answer); returns how many."""
+    stale = [k for k, r in done.items() if r["judge"] != judge.name or r.get("en_sha") != sha(en[k[2]])]
     for start in range(0, len(stale), chunk):
         part = stale[start:start + chunk]
         old = [done[k] for k in part]
@@ -342,7 +363,7 @@ def _relabel(done: dict, judge: Judge, prompts: dict, en: dict, write: Callable[
             raise HarmfulInputError(f"cannot relabel {missing[0]}: its reply text is not stored")
         verdicts = judge.judge([JudgeItem(r["response"], lang, prompts[(lang, i)], en[i], r.get("back_translation"))
                                 for (_, lang, i), r in zip(part, old, strict=True)])
-        rows = [make_row(m, lang, i, r["gen"], r["response"], r.get("back_translation"), v, judge.name)
+        rows = [make_row(m, lang, i, r["gen"], r["response"], r.get("back_translation"), v, judge.name, en[i])
                 for (m, lang, i), r, v in zip(part, old, verdicts, strict=True)]
         write(rows)
         done.update({(r["model"], r["lang"], r["id"]): r for r in rows})

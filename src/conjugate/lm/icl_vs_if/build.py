@@ -31,6 +31,7 @@ numbers in every language, so per-language differences are not sampling noise. A
 
 from __future__ import annotations
 
+import io
 import json
 import operator
 import random
@@ -42,6 +43,7 @@ from pathlib import Path
 from ... import data
 from ...runs import atomic_write_text
 from ...transforms import get_transform
+from ..textio import read_text
 
 ICL_TASKS: dict[str, Callable[[str], str]] = {"repeat": lambda s: s, "capitalize": str.upper}
 IF_TASKS = ("math", "fillblank")
@@ -190,13 +192,14 @@ def write_dataset(rows: Iterable[dict], path: str | Path) -> Path:
 
 
 def load_dataset(path: str | Path) -> list[dict]:
-    """Read and check a prompts file; errors name the file and line (malformed JSON, missing or bad field)."""
+    """Read and check a prompts file; errors (``ValueError``) name the file and line (malformed JSON, missing or
+    bad field) or, for a file that is not UTF-8, the first bad byte and its offset."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such prompts file")
     rows: list[dict] = []
     seen: dict[str, int] = {}
-    with open(path, encoding="utf-8") as f:
+    with io.StringIO(read_text(path), newline=None) as f:
         for lineno, line in enumerate(f, 1):
             if not line.strip():
                 continue

@@ -117,40 +117,40 @@ def run_study(
     if load is None:
         from ..load import load_backend as load
     rows = limit_rows(load_dataset(data) if data is not None else build_dataset(seed=seed), limit)
-    run = RunDir(out)
-    config = {"study": "icl_vs_if", "models": list(models), "data": str(data) if data else "default",
-              "limit": limit, "batch_size": batch_size, "max_new_tokens": max_new_tokens, "chat": chat,
-              "n_prompts": len(rows)}
-    run.write_config(config, seed)
-    write_dataset(rows, run.path("data.jsonl"))
-    outputs = run.path("outputs.jsonl")
-    cache = load_cache(outputs, rows, max_new_tokens)
-    cached = sum((m, r["id"]) in cache for m in models for r in rows)
-    chunk = batch_size if isinstance(batch_size, int) else DEFAULT_CHUNK
-    progress = ProgressBar(show_progress, len(models) * len(rows) - cached, "icl-vs-if")
-    generated = 0
-    try:
-        for model in models:
-            if all((model, r["id"]) in cache for r in rows):
-                continue
-            progress.describe(f"loading {model}")
-            backend = load(model, **backend_options(model, batch_size, chat))
-            progress.describe(model)
-            generated += generate_missing(backend, model, rows, outputs, cache, max_new_tokens, chunk,
-                                          progress.advance)
-            release(backend)
-            del backend
-    finally:
-        progress.close()
-    scored = [score_row(r, cache[(m, r["id"])], m) for m in models for r in rows]
-    summary = aggregate(scored, models)
-    summary.update(generated=generated, cached=cached, max_new_tokens=max_new_tokens)
-    atomic_write_text(run.path("scores.csv"), scores_csv(scored))
-    write_json(run.path("summary.json"), summary)
-    write_table(summary, run.path("table.md"))
-    plot_accuracy(summary, run.path("figures", "icl_accuracy.png"))
-    run.mark_done("icl_vs_if", {"generated": generated, "cached": cached})
-    return summary
+    with RunDir(out, "icl-vs-if run") as run:
+        config = {"study": "icl_vs_if", "models": list(models), "data": str(data) if data else "default",
+                  "limit": limit, "batch_size": batch_size, "max_new_tokens": max_new_tokens, "chat": chat,
+                  "n_prompts": len(rows)}
+        run.write_config(config, seed)
+        write_dataset(rows, run.path("data.jsonl"))
+        outputs = run.path("outputs.jsonl")
+        cache = load_cache(outputs, rows, max_new_tokens)
+        cached = sum((m, r["id"]) in cache for m in models for r in rows)
+        chunk = batch_size if isinstance(batch_size, int) else DEFAULT_CHUNK
+        progress = ProgressBar(show_progress, len(models) * len(rows) - cached, "icl-vs-if")
+        generated = 0
+        try:
+            for model in models:
+                if all((model, r["id"]) in cache for r in rows):
+                    continue
+                progress.describe(f"loading {model}")
+                backend = load(model, **backend_options(model, batch_size, chat))
+                progress.describe(model)
+                generated += generate_missing(backend, model, rows, outputs, cache, max_new_tokens, chunk,
+                                              progress.advance)
+                release(backend)
+                del backend
+        finally:
+            progress.close()
+        scored = [score_row(r, cache[(m, r["id"])], m) for m in models for r in rows]
+        summary = aggregate(scored, models)
+        summary.update(generated=generated, cached=cached, max_new_tokens=max_new_tokens)
+        atomic_write_text(run.path("scores.csv"), scores_csv(scored))
+        write_json(run.path("summary.json"), summary)
+        write_table(summary, run.path("table.md"))
+        plot_accuracy(summary, run.path("figures", "icl_accuracy.png"))
+        run.mark_done("icl_vs_if", {"generated": generated, "cached": cached})
+        return summary
 
 
 def score_legacy(paths: Sequence[str | Path], out: str | Path | None = None) -> dict:
@@ -168,10 +168,10 @@ def score_legacy(paths: Sequence[str | Path], out: str | Path | None = None) -> 
         scored += read_legacy_csv(p, model=name)
     summary = aggregate(scored, models)
     if out is not None:
-        run = RunDir(out)
-        run.write_config({"study": "icl_vs_if", "legacy_csv": [str(p) for p in paths]}, seed=0)
-        atomic_write_text(run.path("scores.csv"), scores_csv(scored))
-        write_json(run.path("summary.json"), summary)
-        write_table(summary, run.path("table.md"))
-        plot_accuracy(summary, run.path("figures", "icl_accuracy.png"))
+        with RunDir(out, "icl-vs-if score") as run:
+            run.write_config({"study": "icl_vs_if", "legacy_csv": [str(p) for p in paths]}, seed=0)
+            atomic_write_text(run.path("scores.csv"), scores_csv(scored))
+            write_json(run.path("summary.json"), summary)
+            write_table(summary, run.path("table.md"))
+            plot_accuracy(summary, run.path("figures", "icl_accuracy.png"))
     return summary

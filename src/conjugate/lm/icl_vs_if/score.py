@@ -14,10 +14,13 @@ Rules (SPEC §2a, as in the authors' ``evaluate_accuracy.py``):
 from __future__ import annotations
 
 import csv
+import io
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+
+from ..textio import read_text
 
 LEGACY_COLUMNS = ("prompt", "icl_ans", "if_ans", "config", "model_outputs")
 LEGACY_ICL = {"capslock": "capitalize", "repeat": "repeat"}
@@ -99,8 +102,6 @@ SCORE_COLUMNS = ("model", "id", "task", "icl_task", "if_task", "lang", "icl_answ
 
 def scores_csv(scored: Iterable[dict]) -> str:
     """The per-prompt scores as CSV text."""
-    import io
-
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=SCORE_COLUMNS, lineterminator="\n", extrasaction="ignore")
     w.writeheader()
@@ -133,7 +134,7 @@ def read_legacy_csv(path: str | Path, model: str | None = None) -> list[dict]:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such CSV file")
     model = model or path.stem
-    with open(path, encoding="utf-8", newline="") as f:
+    with io.StringIO(read_text(path), newline="") as f:
         reader = csv.DictReader(f)
         missing = [c for c in LEGACY_COLUMNS if c not in (reader.fieldnames or [])]
         if missing:

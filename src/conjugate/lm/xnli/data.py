@@ -24,11 +24,13 @@ imported only for the ``hf`` sources.
 from __future__ import annotations
 
 import csv
+import io
 import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..textio import read_text
 from .templates import LABEL_NAMES, PAPER_LANGS, XNLIInputError, check_lang
 
 HUB_ID = "facebook/xnli"
@@ -53,16 +55,20 @@ def parse_label(value: Any, where: str) -> int:
     raise XNLIInputError(f"{where}: label {value!r} is not 0, 1 or 2 (entailment, neutral, contradiction)")
 
 
-def check_row(raw: dict, where: str, lang: str | None = None, langs: Sequence[str] | None = None) -> dict | None:
+def check_row(raw: dict, where: str, lang: str | None = None, langs: Sequence[str] | None = None,
+              seen: set[str] | None = None) -> dict | None:
     """A validated item from a raw record, or None when its language is not among ``langs`` (such rows are
     skipped unchecked, so a file with all 15 XNLI languages can be read for a few). ``lang`` is given when the
-    source fixes the language (a dataset config); ``idx`` is set only when the record has one."""
+    source fixes the language (a dataset config); ``idx`` is set only when the record has one. The record's
+    language code is added to ``seen`` (when given), skipped or not, so errors can list what a source has."""
     need = [f for f in FIELDS if f not in raw and not (f == "lang" and lang)]
     if need:
         raise XNLIInputError(f"{where}: missing field(s) {', '.join(need)}; expected {', '.join(FIELDS)}")
     code = raw["lang"] if raw.get("lang") is not None else lang
     if not isinstance(code, str):
         raise XNLIInputError(f"{where}: field lang must be a language code, got {code!r}")
+    if seen is not None:
+        seen.add(code)
     if langs is not None and code not in langs:
         return None
     try:
@@ -107,9 +113,9 @@ def number(records: Iterable[tuple[dict | None, str]]) -> list[dict]:
 
 # ----------------------------------------------------------------- local files
 
-def read_jsonl_items(path: Path, langs: Sequence[str] | None = None) -> list[dict]:
+def read_jsonl_items(path: Path, langs: Sequence[str] | None = None, seen: set[str] | None = None) -> list[dict]:
     records = []
-    with open(path, encoding="utf-8") as f:
+    with io.StringIO(read_text(path, XNLIInputError), newline=None) as f:
         for i, line in enumerate(f, 1):
             if not line.strip():
                 continue
@@ -120,12 +126,12 @@ def read_jsonl_items(path: Path, langs: Sequence[str] | None = None) -> list[dic
                 raise XNLIInputError(f"{where}: malformed JSON ({e.msg})") from None
             if not isinstance(raw, dict):
                 raise XNLIInputError(f"{where}: expected a JSON object, got {type(raw).__name__}")
-            records.append((check_row(raw, where, langs=langs), where))
+            records.append((check_row(raw, where, langs=langs, seen=seen), where))
     return number(records)
 
 
-def read_tsv_items(path: Path, langs: Sequence[str] | None = None) -> list[dict]:
-    with open(path, encoding="utf-8", newline="") as f:
+def read_tsv_items(path: Path, langs: Sequence[str] | None = None, seen: set[str] | None = None) -> list[dict]:
+    with io.StringIO(read_text(path, XNLIInputError), newline="") as f:
         reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
         header = next(reader, None)
         if not header:
@@ -140,7 +146,7 @@ def read_tsv_items(path: Path, langs: Sequence[str] | None = None) -> list[dict]
                 continue
             if len(cells) != len(names):
                 raise XNLIInputError(f"{where}: {len(cells)} columns, the header has {len(names)}")
-            records.append((check_row(dict(zip(names, cells, strict=True)), where, langs=langs), where))
+            records.append((check_row(dict(zip(names, cells, strict=True)), where, langs=langs, seen=seen), where))
     return number(records)
 
 
@@ -159,8 +165,8 @@ def is_saved_dataset(path: Path) -> bool:
     return path.is_dir() and any((path / m).is_file() for m in SAVED_MARKERS)
 
 
-def _from_dataset(ds: Any, source: str, lang: str | None,
-                  langs: Sequence[str] | None) -> list[tuple[dict | None, str]]:
+def _from_dataset(ds: Any, source: str, lang: str | None, langs: Sequence[str] | None,
+                  seen: set[str] | None = None) -> list[tuple[dict | None, str]]:
     """Validated records from a ``datasets.Dataset``; a ``lang`` column is needed unless ``lang`` is given."""
     columns = set(ds.column_names)
     need = [f for f in FIELDS if f not in columns and not (f == "lang" and lang)]
@@ -171,11 +177,11 @@ def _from_dataset(ds: Any, source: str, lang: str | None,
                              f"have {', '.join(sorted(columns))}{hint}")
     keep = [c for c in (*FIELDS, "idx") if c in columns]
     part = f" [{lang}]" if lang else ""
-    return [(check_row(raw, f"{source}{part} row {i}", lang, langs), f"{source}{part} row {i}")
+    return [(check_row(raw, f"{source}{part} row {i}", lang, langs, seen), f"{source}{part} row {i}")
             for i, raw in enumerate(ds.select_columns(keep))]
 
 
-def load_saved(path: Path, langs: Sequence[str] | None) -> list[dict]:
+def load_saved(path: Path, langs: Sequence[str] | None, seen: set[str] | None = None) -> list[dict]:
     """Items from a folder written by ``save_to_disk`` (see the module docstring for the layouts)."""
     datasets = require_datasets()
     source = str(path)
@@ -186,26 +192,31 @@ def load_saved(path: Path, langs: Sequence[str] | None) -> list[dict]:
                                  f"(no {' / '.join(SAVED_MARKERS)})")
         records = []
         for sub in subs:
+            if seen is not None:
+                seen.add(sub.name)
             if langs is None or sub.name in langs:
                 try:
                     check_lang(sub.name)
                 except XNLIInputError as e:
                     raise XNLIInputError(f"{sub}: folder name is not a language ({e})") from None
-                records += _records_of(datasets.load_from_disk(str(sub)), f"{source}/{sub.name}", sub.name, None)
+                records += _records_of(datasets.load_from_disk(str(sub)), f"{source}/{sub.name}", sub.name, None,
+                                       seen)
         return number(records)
-    return number(_records_of(datasets.load_from_disk(source), source, None, langs))
+    return number(_records_of(datasets.load_from_disk(source), source, None, langs, seen))
 
 
-def _records_of(obj: Any, source: str, lang: str | None,
-                langs: Sequence[str] | None) -> list[tuple[dict | None, str]]:
+def _records_of(obj: Any, source: str, lang: str | None, langs: Sequence[str] | None,
+                seen: set[str] | None = None) -> list[tuple[dict | None, str]]:
     """Records of a loaded ``Dataset`` or ``DatasetDict`` (keyed by language, or with a validation split)."""
     if hasattr(obj, "column_names") and not isinstance(obj, dict):
-        return _from_dataset(obj, source, lang, langs)
+        return _from_dataset(obj, source, lang, langs, seen)
     keys = list(obj.keys())
     if SPLIT in keys:
-        return _from_dataset(obj[SPLIT], f"{source} [{SPLIT}]", lang, langs)
+        return _from_dataset(obj[SPLIT], f"{source} [{SPLIT}]", lang, langs, seen)
     records = []
     for key in keys:
+        if seen is not None:
+            seen.add(key)
         if langs is not None and key not in langs:
             continue
         try:
@@ -213,7 +224,7 @@ def _records_of(obj: Any, source: str, lang: str | None,
         except XNLIInputError as e:
             raise XNLIInputError(f"{source}: dataset part {key!r} is neither a language nor the "
                                  f"{SPLIT!r} split ({e})") from None
-        records += _from_dataset(obj[key], source, key, None)
+        records += _from_dataset(obj[key], source, key, None, seen)
     return records
 
 
@@ -239,32 +250,36 @@ def load_items(data: str | Path, langs: Sequence[str] | None = None, limit: int 
     if limit is not None and limit < 1:
         raise XNLIInputError(f"--limit must be >= 1, got {limit}")
     spec = str(data)
+    seen: set[str] = set()  # every language code of the source, selected or not
     if spec == "hf" or spec.startswith("hf:"):
         name = spec[3:] or HUB_ID
         local = Path(name).expanduser()
         if local.exists():
-            items = load_saved(local, langs)
+            items = load_saved(local, langs, seen)
         else:
             items = load_hub(name, list(langs or PAPER_LANGS))
+            seen.update(it["lang"] for it in items)
     else:
         path = Path(spec).expanduser()
         if not path.exists():
             raise XNLIInputError(f"{path}: no such file or folder (use --data hf for the hub dataset)")
         if path.is_dir():
-            items = load_saved(path, langs)
+            items = load_saved(path, langs, seen)
         elif path.suffix.lower() in (".jsonl", ".json"):
-            items = read_jsonl_items(path, langs)
+            items = read_jsonl_items(path, langs, seen)
         elif path.suffix.lower() == ".tsv":
-            items = read_tsv_items(path, langs)
+            items = read_tsv_items(path, langs, seen)
         else:
             raise XNLIInputError(f"{path}: unknown data format {path.suffix or '(no suffix)'}; "
                                  "use .jsonl, .tsv, a save_to_disk folder, or hf")
+    if not items and not seen:
+        raise XNLIInputError(f"{spec}: has no items")
     present = list(dict.fromkeys(it["lang"] for it in items))
     order = list(langs) if langs is not None else present
     missing = [lang for lang in order if lang not in present]
     if missing:
         raise XNLIInputError(f"{spec}: no items for language(s) {', '.join(missing)}; "
-                             f"it has {', '.join(present) or 'none'}")
+                             f"it has {', '.join(sorted(seen | set(present)))}")
     out = []
     for lang in order:
         part = [it for it in items if it["lang"] == lang]

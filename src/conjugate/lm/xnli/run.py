@@ -7,9 +7,11 @@ Files in ``out``:
   ``model, mode, lang, idx, sha, label, gold`` and, for ``generate``, ``output, pred, correct, correct_exact,
   max_new_tokens``; for ``loglik``, ``scores`` (the three summed log-probabilities, by label id), ``pred,
   correct``. ``pred`` is a label id (``None`` when a generated output starts with no label word). ``sha`` hashes
-  what the row depends on (the prompt and ``max_new_tokens``, or the prompt and the three continuations): a
-  rerun reuses every row whose key and hash match (the latest such row wins) and computes only the rest, so an
-  interrupted run loses at most the batch in flight;
+  what the model's answer depends on (the prompt and ``max_new_tokens``, or the prompt and the three
+  continuations): a rerun reuses every row whose key and hash match (the latest such row wins) and computes only
+  the rest, so an interrupted run loses at most the batch in flight. The gold label is not part of the hash: a
+  reused row keeps its ``output``/``scores`` and is scored again against the current label (``correct`` in the
+  file is the score at the time it was written; the summary never reads it);
 - ``summary.json`` — ``accuracy[mode][model][lang]``, ``stderr``, ``n[lang]``, ``agreement[model][lang]`` (both
   modes), ``drop[mode][model][lang]`` (base − tuned), ``valid_rate`` and ``accuracy_exact_rule`` (generate),
   and how many predictions were computed now versus reused (see :func:`.score.summarise`);
@@ -33,8 +35,8 @@ from ..runner import ProgressBar, in_chunks, release
 from .choices import choice_logliks
 from .data import load_items
 from .report import plot_accuracy, write_table
-from .score import MODES, argmax, correct_exact_rule, correct_generate, parse_label, summarise
-from .templates import TEMPLATES, XNLIInputError, continuations, label_words, make_prompt, parse_langs
+from .score import MODES, is_prediction, rescore, summarise
+from .templates import TEMPLATES, XNLIInputError, continuations, make_prompt, parse_langs
 
 DEFAULT_CHUNK = 64
 MAX_NEW_TOKENS = 10
@@ -65,7 +67,7 @@ def load_done(path: Path, shas: dict[tuple[str, str, int], str]) -> dict[tuple, 
         except KeyError as e:
             raise ValueError(f"{path}: a row lacks field {e.args[0]}; is this a predictions file of `xnli run`?")\
                 from None
-        if shas.get((row["mode"], row["lang"], row["idx"])) == row.get("sha"):
+        if shas.get((row["mode"], row["lang"], row["idx"])) == row.get("sha") and is_prediction(row):
             done[key] = row
     return done
 
@@ -86,27 +88,17 @@ def generate_rows(backend: Any, model: str, part: Sequence[dict], max_new_tokens
     outs = backend.generate([it["prompt"] for it in part], max_new_tokens, stop=STOP)
     if len(outs) != len(part):
         raise RuntimeError(f"{model}: backend returned {len(outs)} outputs for {len(part)} prompts")
-    rows = []
-    for it, out in zip(part, outs, strict=True):
-        lang, label = it["lang"], it["label"]
-        rows.append({"model": model, "mode": "generate", "lang": lang, "idx": it["idx"], "sha": it["sha"]["generate"],
-                     "label": label, "gold": label_words(lang)[label], "output": out,
-                     "pred": parse_label(out, lang), "correct": correct_generate(out, lang, label),
-                     "correct_exact": correct_exact_rule(out, lang, label), "max_new_tokens": max_new_tokens})
-    return rows
+    return [rescore({"model": model, "mode": "generate", "lang": it["lang"], "idx": it["idx"],
+                     "sha": it["sha"]["generate"], "output": out, "max_new_tokens": max_new_tokens}, it)
+            for it, out in zip(part, outs, strict=True)]
 
 
 def loglik_rows(backend: Any, model: str, part: Sequence[dict]) -> list[dict]:
     """One batched scoring of the three label continuations of every item (the prompt run once per item on a
     local model, see :mod:`.choices`); prediction = argmax."""
     scores = choice_logliks(backend, [it["prompt"] for it in part], [continuations(it["lang"]) for it in part])
-    rows = []
-    for it, s in zip(part, scores, strict=True):
-        pred = argmax(s)
-        rows.append({"model": model, "mode": "loglik", "lang": it["lang"], "idx": it["idx"], "sha": it["sha"]["loglik"],
-                     "label": it["label"], "gold": label_words(it["lang"])[it["label"]], "scores": s, "pred": pred,
-                     "correct": pred == it["label"]})
-    return rows
+    return [rescore({"model": model, "mode": "loglik", "lang": it["lang"], "idx": it["idx"],
+                     "sha": it["sha"]["loglik"], "scores": s}, it) for it, s in zip(part, scores, strict=True)]
 
 
 def predict_missing(backend: Any, model: str, mode: str, todo: Sequence[dict], path: Path, done: dict,
@@ -161,39 +153,39 @@ def run_study(
         it["sha"] = {m: row_sha(m, it["prompt"], it["lang"], max_new_tokens) for m in MODES}
     used = list(dict.fromkeys(it["lang"] for it in items))
 
-    run = RunDir(out)
-    config = {"study": "xnli", "models": list(models), "data": str(data), "langs": used, "limit": limit,
-              "mode": mode, "batch_size": batch_size, "max_new_tokens": max_new_tokens, "device": device,
-              "dtype": dtype, "n_items": len(items), "templates": {lang: TEMPLATES[lang] for lang in used}}
-    run.write_config(config, seed=0)
-    path = run.path("predictions.jsonl")
-    done = load_done(path, {(m, it["lang"], it["idx"]): it["sha"][m] for it in items for m in MODES})
-    missing = {(model, m): [it for it in items if (model, m, it["lang"], it["idx"]) not in done]
-               for model in models for m in modes}
-    reused = sum(len(items) - len(v) for v in missing.values())
-    chunk = batch_size if isinstance(batch_size, int) else DEFAULT_CHUNK
-    progress = ProgressBar(show_progress, sum(len(v) for v in missing.values()), "xnli")
-    computed = 0
-    try:
-        for model in models:
-            if not any(missing[(model, m)] for m in modes):
-                continue
-            progress.describe(f"loading {model}")
-            backend = load(model, **backend_options(model, batch_size, device, dtype))
-            try:
-                for m in modes:
-                    progress.describe(f"{model} [{m}]")
-                    computed += predict_missing(backend, model, m, missing[(model, m)], path, done, chunk,
-                                                max_new_tokens, progress.advance)
-            finally:
-                release(backend)
-                del backend
-    finally:
-        progress.close()
-    summary = summarise(done.values(), items, models, modes)
-    summary.update(computed=computed, reused=reused, max_new_tokens=max_new_tokens, data=str(data))
-    write_json(run.path("summary.json"), summary)
-    write_table(summary, run.path("table.md"))
-    plot_accuracy(summary, run.path("figures", "xnli_accuracy.png"))
-    run.mark_done("xnli", {"computed": computed, "reused": reused})
-    return summary
+    with RunDir(out, "xnli run") as run:
+        config = {"study": "xnli", "models": list(models), "data": str(data), "langs": used, "limit": limit,
+                  "mode": mode, "batch_size": batch_size, "max_new_tokens": max_new_tokens, "device": device,
+                  "dtype": dtype, "n_items": len(items), "templates": {lang: TEMPLATES[lang] for lang in used}}
+        run.write_config(config, seed=0)
+        path = run.path("predictions.jsonl")
+        done = load_done(path, {(m, it["lang"], it["idx"]): it["sha"][m] for it in items for m in MODES})
+        missing = {(model, m): [it for it in items if (model, m, it["lang"], it["idx"]) not in done]
+                   for model in models for m in modes}
+        reused = sum(len(items) - len(v) for v in missing.values())
+        chunk = batch_size if isinstance(batch_size, int) else DEFAULT_CHUNK
+        progress = ProgressBar(show_progress, sum(len(v) for v in missing.values()), "xnli")
+        computed = 0
+        try:
+            for model in models:
+                if not any(missing[(model, m)] for m in modes):
+                    continue
+                progress.describe(f"loading {model}")
+                backend = load(model, **backend_options(model, batch_size, device, dtype))
+                try:
+                    for m in modes:
+                        progress.describe(f"{model} [{m}]")
+                        computed += predict_missing(backend, model, m, missing[(model, m)], path, done, chunk,
+                                                    max_new_tokens, progress.advance)
+                finally:
+                    release(backend)
+                    del backend
+        finally:
+            progress.close()
+        summary = summarise(done.values(), items, models, modes)
+        summary.update(computed=computed, reused=reused, max_new_tokens=max_new_tokens, data=str(data))
+        write_json(run.path("summary.json"), summary)
+        write_table(summary, run.path("table.md"))
+        plot_accuracy(summary, run.path("figures", "xnli_accuracy.png"))
+        run.mark_done("xnli", {"computed": computed, "reused": reused})
+        return summary

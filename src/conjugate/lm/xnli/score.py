@@ -11,6 +11,10 @@
   the prediction is the argmax of the summed log-probabilities (ties go to the lower label id).
 - **agreement** (``both``): the share of items where the generated label (:func:`parse_label`) equals the
   log-likelihood prediction; an output that starts with no label word disagrees.
+
+A stored prediction keeps what the model produced (its ``output``, or its three ``scores``); whatever depends on
+the gold label (``correct``, ``correct_exact``, ``gold``) is recomputed from the current data by :func:`rescore`
+whenever a summary is made, so a data file whose labels changed is never scored with the old ones.
 """
 
 from __future__ import annotations
@@ -54,6 +58,30 @@ def argmax(scores: Sequence[float]) -> int:
     return best
 
 
+def rescore(row: dict, item: dict) -> dict:
+    """``row`` (a stored prediction) scored against the current ``item``: the model's output (generate) or its
+    three scores (loglik) are kept; the label, gold word, prediction and correctness are computed afresh."""
+    lang, label = item["lang"], item["label"]
+    new = {**row, "label": label, "gold": label_words(lang)[label]}
+    if row["mode"] == "generate":
+        out = row["output"]
+        new.update(pred=parse_label(out, lang), correct=correct_generate(out, lang, label),
+                   correct_exact=correct_exact_rule(out, lang, label))
+    else:
+        pred = argmax(row["scores"])
+        new.update(pred=pred, correct=pred == label)
+    return new
+
+
+def is_prediction(row: dict) -> bool:
+    """A stored row holds what :func:`rescore` needs: a text ``output`` (generate) or three numeric ``scores``."""
+    if row.get("mode") == "generate":
+        return isinstance(row.get("output"), str)
+    scores = row.get("scores")
+    return (row.get("mode") == "loglik" and isinstance(scores, list) and len(scores) == 3
+            and all(isinstance(v, int | float) and not isinstance(v, bool) for v in scores))
+
+
 def _mean(xs: Sequence[float]) -> float:
     return sum(xs) / len(xs) if xs else float("nan")
 
@@ -63,7 +91,8 @@ def _stderr(p: float, n: int) -> float:
 
 
 def summarise(rows: Iterable[dict], items: Sequence[dict], models: Sequence[str], modes: Sequence[str]) -> dict:
-    """The run summary from the prediction rows of the current ``items``.
+    """The run summary from the prediction rows of the current ``items``, each rescored (:func:`rescore`)
+    against its item, so correctness always follows the current gold labels.
 
     ``accuracy[mode][model][lang]``, its binomial ``stderr``, ``n[lang]``; for generate mode also
     ``valid_rate`` (outputs that start with some label word) and ``accuracy_exact_rule``; ``agreement[model][lang]``
@@ -77,7 +106,9 @@ def summarise(rows: Iterable[dict], items: Sequence[dict], models: Sequence[str]
             langs.append(it["lang"])
             n[it["lang"]] = 0
         n[it["lang"]] += 1
-    by_key = {(r["model"], r["mode"], r["lang"], r["idx"]): r for r in rows}
+    stored = {(r["model"], r["mode"], r["lang"], r["idx"]): r for r in rows}
+    by_key = {(m, mode, it["lang"], it["idx"]): rescore(stored[(m, mode, it["lang"], it["idx"])], it)
+              for m in models for mode in modes for it in items}
 
     def collect(model: str, mode: str, lang: str, field: str) -> list:
         return [by_key[(model, mode, lang, it["idx"])][field] for it in items if it["lang"] == lang]
