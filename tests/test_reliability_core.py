@@ -143,6 +143,23 @@ def test_a_second_process_refuses_a_folder_in_use(tmp_path: Path) -> None:
     assert smoke_run(out).exit_code == 0  # the lock went with the process that held it
 
 
+def test_a_second_sweep_into_a_folder_in_use_is_refused(tmp_path: Path) -> None:
+    out, ready = tmp_path / "sweep", tmp_path / "ready"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD.replace('"synthetic run"', '"sweep synthetic"'), str(out),
+                               str(ready)])
+    try:
+        deadline = time.monotonic() + 30
+        while not ready.exists():
+            assert holder.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        result = invoke("sweep", "synthetic", "--preset", "smoke", "--seeds", "0", "--out", out)
+        one_line_error(result, "in use by another run", f"pid {holder.pid}")
+        assert not (out / "sweep.json").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+
+
 def test_the_same_process_may_reopen_a_folder_it_holds(tmp_path: Path) -> None:
     with RunDir(tmp_path / "run", "synthetic run") as a:
         with RunDir(tmp_path / "run", "synthetic run") as b:
@@ -446,6 +463,18 @@ def test_api_keys_are_masked_in_everything_written(tmp_path: Path, monkeypatch) 
     for p in tmp_path.iterdir():
         text = p.read_text()
         assert key not in text and other not in text and "<redacted>" in text, (p, text)
+    # end to end: a server that echoes the key as model text
+    from fake_openai import FakeOpenAI
+
+    src = tmp_path / "in.txt"
+    src.write_text("Explain how to bake bread at home.\n")
+    with FakeOpenAI(lambda messages, body: f"Sure. Your key is {key}.") as server:
+        result = invoke("harmful", "run", "--input", src, "--langs", "en", "--model",
+                        f"openai-chat:echo@{server.url}", "--out", tmp_path / "run", "--quiet")
+    assert result.exit_code == 0, result.output
+    written = [p for p in (tmp_path / "run").rglob("*") if p.is_file() and p.suffix in (".json", ".jsonl", ".md")]
+    assert any("<redacted>" in p.read_text() for p in written)
+    assert not [p for p in written if key in p.read_text()]
     monkeypatch.setenv("OPENAI_API_KEY", "short")  # short values would mask ordinary words
     write_json(tmp_path / "b.json", {"text": "a short answer"})
     assert "short" in (tmp_path / "b.json").read_text()
