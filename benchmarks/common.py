@@ -280,7 +280,7 @@ class Trainer:
 
     def __init__(self, setup: QuickSetup, recipe: str, seed: int, device: str = "cpu", amp_bf16: bool = False,
                  steps: int | None = None):
-        from conjugate.synthetic.train import StageSpec
+        from conjugate.training import StageSpec
 
         c = setup.cfg
         self.setup, self.recipe, self.seed, self.device, self.amp_bf16 = setup, recipe, seed, device, amp_bf16
@@ -299,7 +299,7 @@ class Trainer:
 
     def run(self, n: int) -> None:
         from conjugate.synthetic import tasks
-        from conjugate.synthetic.train import lr_at, step_generator
+        from conjugate.training import lr_at, step_generator
 
         c, spec, model, opt = self.setup.cfg, self.spec, self.model, self.opt
         ctx = torch.autocast(torch.device(self.device).type, dtype=torch.bfloat16) if self.amp_bf16 else _null()

@@ -1,7 +1,7 @@
 """ICL-vs-IF generation throughput: the project's batched runner vs one prompt at a time.
 
 The authors' ``generate.py`` calls ``model.generate`` on one prompt at a time (``BATCH_SIZE = 1``) and always
-generates all 10 tokens. The project's runner (:func:`conjugate.lm.icl_vs_if.run.generate_missing` over the
+generates all 10 tokens. The project's runner (:func:`conjugate.lm.pipeline.run_requests` over the
 Hugging Face backend, as ``icl-vs-if run`` uses it) sends length-sorted chunks, pads on the left, stops a batch
 once every row has produced a newline, and appends each chunk's outputs to ``outputs.jsonl``. Both decode
 greedily with the same randomly initialised GPT-2-style model (built here, no download) on the same prompts
@@ -87,7 +87,8 @@ class Sequential:
 
 
 class Batched:
-    """The runner's generation path: length-sorted chunks through the HF backend, appended to a JSONL file."""
+    """The study pipeline's generation path: length-sorted chunks through the HF backend (no request cache, so
+    every pass really generates), each chunk's records handed on as it completes."""
 
     def __init__(self, model_dir: Path, work: Path, batch_size: int, device: str):
         from conjugate.lm.load import load_backend
@@ -97,14 +98,12 @@ class Batched:
         self.work, self.batch_size = work, batch_size
 
     def __call__(self, rows: list[dict], max_new_tokens: int) -> list[str]:
-        from conjugate.lm.icl_vs_if.run import generate_missing
+        from conjugate.lm.icl_vs_if.run import items_of
+        from conjugate.lm.pipeline import make_arms, run_requests
 
-        outputs = self.work / "outputs.jsonl"
-        outputs.unlink(missing_ok=True)
-        cache: dict = {}
-        generate_missing(self.backend, "model", rows, outputs, cache, max_new_tokens, self.batch_size,
-                         lambda n: None)
-        return [cache[("model", r["id"])] for r in rows]
+        records = run_requests(self.backend, "model", items_of(rows), make_arms([]), max_new_tokens=max_new_tokens,
+                               stop=("\n",), chunk=self.batch_size)
+        return [r.output for r in records]
 
 
 def sync(device: str) -> None:

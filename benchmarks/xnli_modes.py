@@ -58,24 +58,24 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     from conjugate.lm.hf import HFBackend
+    from conjugate.lm.pipeline import make_arms, run_requests
     from conjugate.lm.tiny import write_tiny_model
     from conjugate.lm.xnli import continuations
-    from conjugate.lm.xnli.run import MAX_NEW_TOKENS, predict_missing
+    from conjugate.lm.xnli.run import MAX_NEW_TOKENS, STOP, items_of, prediction_row
 
     items = make_items(args.items)
     with tempfile.TemporaryDirectory() as tmp:
         folder = write_tiny_model(Path(tmp) / "tiny", arch=args.arch, seed=0)
         backend = HFBackend(str(folder), device=args.device, chat=False, batch_size=args.batch_size)
         params = sum(p.numel() for p in backend.model.parameters())
-        out = Path(tmp) / "predictions.jsonl"
         last: dict[str, dict] = {}
 
-        def one_pass(mode: str) -> None:
-            out.unlink(missing_ok=True)
-            done: dict = {}
-            predict_missing(backend, "tiny", mode, items, out, done, args.batch_size, MAX_NEW_TOKENS,
-                            lambda n: None)
-            last[mode] = done
+        def one_pass(mode: str) -> None:  # the study pipeline's path, without the request cache
+            its = items_of(items, [mode])
+            recs = run_requests(backend, "tiny", its, make_arms([]), max_new_tokens=MAX_NEW_TOKENS, stop=STOP,
+                                chunk=args.batch_size)
+            last[mode] = {(it.meta["lang"], it.meta["idx"]): prediction_row(r, it, MAX_NEW_TOKENS)
+                          for it, r in zip(its, recs, strict=True)}
 
         def pairwise() -> None:  # the plain Backend route: three (prompt, label) pairs per item
             pairs = [(it["prompt"], c) for it in items for c in continuations(it["lang"])]
@@ -87,8 +87,8 @@ def main() -> None:
                              "loglik": Contestant(lambda: one_pass("loglik")),
                              "loglik_pairwise": Contestant(pairwise)},
                             repeats=args.repeats, warmup=1, sync=sync)
-    gen_preds = {k[2:]: r["pred"] for k, r in last["generate"].items()}
-    agree = statistics.mean(gen_preds[k[2:]] == r["pred"] for k, r in last["loglik"].items())
+    gen_preds = {k: r["pred"] for k, r in last["generate"].items()}
+    agree = statistics.mean(gen_preds[k] == r["pred"] for k, r in last["loglik"].items())
     emit({
         "benchmark": "xnli_modes",
         "generate_items_per_s": rounded(args.items * per_second(times["generate"])),

@@ -16,9 +16,9 @@ import time
 import torch
 
 sys.path.insert(0, "src")
+from conjugate import training as tr
 from conjugate.synthetic import bayes, tasks
 from conjugate.synthetic import evaluate as ev
-from conjugate.synthetic import train as tr
 from conjugate.synthetic.model import InContextRegressor, ModelConfig
 
 cfg = json.loads(sys.argv[1])

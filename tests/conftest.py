@@ -29,3 +29,10 @@ def tiny_llama(tmp_path_factory: pytest.TempPathFactory):
     from conjugate.lm.tiny import write_tiny_model
 
     return write_tiny_model(tmp_path_factory.mktemp("tiny-llama"), arch="llama", seed=0)
+
+
+@pytest.fixture(autouse=True)
+def isolated_request_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
+    """Point CONJUGATE_CACHE at a fresh folder per test: no test reads or writes the user's request cache or
+    another test's entries."""
+    monkeypatch.setenv("CONJUGATE_CACHE", str(tmp_path_factory.mktemp("conjugate-cache")))

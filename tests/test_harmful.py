@@ -32,7 +32,7 @@ from conjugate.lm.harmful import (
     run_study,
     sample_items,
 )
-from conjugate.transforms.translate import LLM_PROMPT
+from conjugate.lm.translators import LLM_PROMPT
 
 runner = CliRunner()
 

@@ -25,7 +25,7 @@ from conjugate.minilm import study
 from conjugate.minilm.config import MINILM_PRESETS, MiniLMConfig, resolve_minilm
 from conjugate.minilm.model import BOS, CausalLM, CharLMBackend, CharTokenizer, LMConfig, load_lm
 from conjugate.runs import read_json
-from conjugate.synthetic.train import Interrupted
+from conjugate.training import Interrupted
 
 runner = CliRunner()
 PNG = b"\x89PNG\r\n\x1a\n"

@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 from conjugate.cli import app
 from conjugate.commands.common import run_or_exit
 from conjugate.runs import RunDir, StateError, append_jsonl, read_json, read_jsonl, write_json
-from conjugate.synthetic.train import load_model
+from conjugate.synthetic.model import load_model
 
 runner = CliRunner()
 SMOKE = ("--preset", "smoke", "--quiet", "--set", "threads=1")
@@ -192,7 +192,7 @@ def test_flipped_bytes_in_a_resume_checkpoint_are_refused(tmp_path: Path) -> Non
     out = tmp_path / "run"
     from conjugate.config import resolve_synthetic
     from conjugate.synthetic.study import run_synthetic
-    from conjugate.synthetic.train import Interrupted
+    from conjugate.training import Interrupted
 
     cfg = resolve_synthetic("smoke", {"threads": 1})
     with pytest.raises(Interrupted):
@@ -364,7 +364,7 @@ def test_a_damaged_or_deleted_derived_file_is_recomputed(finished: Path, tmp_pat
 def test_a_garbage_line_in_the_training_log_names_the_file_and_line(tmp_path: Path) -> None:
     from conjugate.config import resolve_synthetic
     from conjugate.synthetic.study import run_synthetic
-    from conjugate.synthetic.train import Interrupted
+    from conjugate.training import Interrupted
 
     out = tmp_path / "run"
     with pytest.raises(Interrupted):
@@ -416,7 +416,7 @@ def test_json_files_are_strict(tmp_path: Path) -> None:
 def test_rows_logged_before_a_lost_checkpoint_are_not_duplicated(tmp_path: Path) -> None:
     from conjugate.config import resolve_synthetic
     from conjugate.synthetic.study import run_synthetic
-    from conjugate.synthetic.train import Interrupted
+    from conjugate.training import Interrupted
 
     cfg = resolve_synthetic("smoke", {"threads": 1})
     out = tmp_path / "run"

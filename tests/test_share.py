@@ -15,8 +15,8 @@ from conjugate import share
 from conjugate.cli import app
 from conjugate.config import ConfigError, resolve_synthetic
 from conjugate.runs import read_json
+from conjugate.synthetic.model import load_model
 from conjugate.synthetic.study import run_synthetic
-from conjugate.synthetic.train import load_model
 
 runner = CliRunner()
 FAST = dict(pretrain_steps=30, finetune_steps=5, pretrain_warmup=0, eval_prompts=32, val_prompts=32,
@@ -72,7 +72,7 @@ def test_second_run_reuses_pretraining_and_matches_a_fresh_run(tmp_path: Path) -
 
 
 def test_an_interrupted_run_takes_the_entry_another_run_published(tmp_path: Path) -> None:
-    from conjugate.synthetic.train import Interrupted
+    from conjugate.training import Interrupted
 
     cache = tmp_path / "pretrained"
     with pytest.raises(Interrupted):

@@ -17,8 +17,8 @@ from typer.testing import CliRunner
 from conjugate.cli import app
 from conjugate.config import resolve_synthetic
 from conjugate.runs import read_json, read_jsonl
-from conjugate.synthetic.model import InContextRegressor, ModelConfig
-from conjugate.synthetic.train import load_model, save_model
+from conjugate.synthetic.model import InContextRegressor, ModelConfig, load_model
+from conjugate.training import save_model
 
 runner = CliRunner()
 PNG = b"\x89PNG\r\n\x1a\n"

@@ -1,4 +1,4 @@
-"""Exact resume of training and of the whole synthetic pipeline (``train.py``, ``study.py``).
+"""Exact resume of training and of the whole synthetic pipeline (``conjugate.training``, ``synthetic/study.py``).
 
 A run that is interrupted — by ``stop_after`` in-process, by a real SIGINT (Ctrl-C) or by SIGKILL — and then
 rerun must end with the same weights and the same numbers as a run that was never interrupted, and a rerun
@@ -26,12 +26,11 @@ from safetensors.torch import load_file
 from conjugate.config import ConfigError, resolve_synthetic
 from conjugate.runs import read_json, read_jsonl
 from conjugate.synthetic import study, tasks
-from conjugate.synthetic.model import InContextRegressor, ModelConfig
-from conjugate.synthetic.train import (
+from conjugate.synthetic.model import InContextRegressor, ModelConfig, load_model
+from conjugate.training import (
     Interrupted,
     StageSpec,
     finish_stage,
-    load_model,
     lr_at,
     save_model,
     step_generator,

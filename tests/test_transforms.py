@@ -13,9 +13,9 @@ from typer.testing import CliRunner
 
 from conjugate import data
 from conjugate.cli import app
+from conjugate.lm.translators import LLMTranslator, lang_kwargs
 from conjugate.transforms import (
     Compose,
-    LLMTranslator,
     NotInvertibleError,
     TableTranslator,
     Transform,
@@ -27,7 +27,7 @@ from conjugate.transforms import (
 )
 from conjugate.transforms.leetspeak import OUTSIDE
 from conjugate.transforms.piglatin import WORD, case_style
-from conjugate.transforms.translate import by_lines, lang_kwargs
+from conjugate.transforms.translate import by_lines
 
 EXACT = ["leetspeak", "piglatin-marked", "rot13", "base64", "reverse"]
 

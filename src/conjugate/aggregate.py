@@ -17,6 +17,7 @@ from typing import Any
 
 from .config import ConfigError
 from .runs import atomic_write_text, read_json, write_figure, write_json
+from .studies import STUDIES, load_target
 
 SKIP_FIELDS = {"seed"}  # numeric, but an identifier, not a result
 
@@ -71,8 +72,6 @@ def load_sweep(folder: Path) -> dict[str, Any]:
 
 def aggregate_sweep(folder: str | Path) -> dict[str, Any]:
     """Compute and write ``aggregate.json``, ``aggregate.md`` and the figures of the sweep in ``folder``."""
-    from .sweep import STUDIES
-
     folder = Path(folder)
     spec = load_sweep(folder)
     study = STUDIES.get(spec["study"])
@@ -81,8 +80,6 @@ def aggregate_sweep(folder: str | Path) -> dict[str, Any]:
     combos = [dict(zip(keys, c, strict=True)) for c in itertools.product(*(spec["grid"][k] for k in keys))]
     check = None
     if study and study.claims:
-        from .sweep import load_target
-
         check = load_target(study.claims)
     for point in combos:
         runs = [r for r in spec["runs"] if r["point"] == point]

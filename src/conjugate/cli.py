@@ -9,7 +9,7 @@ import typer
 from typer.core import TyperGroup
 
 from .commands import harmful as harmful_commands
-from .commands import icl_vs_if, models, synthetic, transform
+from .commands import icl_vs_if, models, probe, synthetic, transform
 from .commands import minilm as minilm_commands
 from .commands import sweep as sweep_commands
 from .commands import xnli as xnli_commands
@@ -44,6 +44,8 @@ app.command("transform", help="Apply or invert a conjugate transform (leetspeak,
 app.add_typer(icl_vs_if.app, name="icl-vs-if", help="ICL vs instruction following across languages.")
 app.add_typer(minilm_commands.app, name="minilm", help="Offline miniature of the ICL-vs-IF study on a CPU.")
 app.add_typer(harmful_commands.app, name="harmful", help="Harmful-instruction refusals across languages.")
+app.command("probe", help="Your own questions × models × conjugate transforms: is a capability suppressed or "
+            "erased?")(probe.main)
 app.add_typer(xnli_commands.app, name="xnli", help="XNLI: code fine-tuning vs reasoning across languages.")
 
 

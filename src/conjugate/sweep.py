@@ -15,60 +15,27 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import contextlib
-import importlib
 import itertools
 import json
 import multiprocessing as mp
 import os
 import re
 import socket
+import threading
 import time
 import traceback
 from collections import deque
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Protocol
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from .config import ConfigError, parse_overrides
-from .runs import atomic_write_text, environment, read_json, scrub, write_json
-
-
-class Study(NamedTuple):
-    """How to resolve, run and summarise one study. Targets are ``"module:attribute"`` strings, imported only
-    when needed, so the CLI stays fast and worker processes import what they run."""
-
-    resolve: str  # (preset, overrides: dict) -> config, raising ConfigError on bad values
-    run: str  # (cfg, out, *, preset, seed, device, show_progress) -> summary dict; writes out/summary.json
-    config: str  # the config dataclass, whose fields are the valid --set / --grid keys
-    key_fields: tuple[str, ...] = ()  # summary fields (dotted, fnmatch patterns) in the aggregate table
-    figure_panels: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (title, fields) per panel of each figure
-    claims: str = ""  # (summary) -> {name: {value, target, met}}: the study's claims, counted over seeds
-    shares_pretraining: bool = False  # run() takes pretrain_cache: runs of one pretraining share it
-
-
-STUDIES: dict[str, Study] = {
-    "synthetic": Study(
-        "conjugate.config:resolve_synthetic", "conjugate.synthetic.study:run_synthetic",
-        "conjugate.config:SyntheticConfig",
-        key_fields=("cont_mse.pretrained", "cont_mse.finetuned", "cont_mse.finetuned_conjugate", "forgetting_ratio",
-                    "recovered_fraction", "implicit_alpha.*"),
-        figure_panels=(("D_cont error", ("cont_mse.pretrained", "cont_mse.finetuned", "cont_mse.finetuned_conjugate")),
-                       ("forgetting ratio (fine-tuned / pretrained)", ("forgetting_ratio",)),
-                       ("recovered share of the gap", ("recovered_fraction", "recovered_fraction_net"))),
-        claims="conjugate.synthetic.claims:synthetic_claims", shares_pretraining=True),
-    "minilm": Study(
-        "conjugate.minilm.config:resolve_minilm", "conjugate.minilm.study:run_minilm",
-        "conjugate.minilm.config:MiniLMConfig",
-        key_fields=("english_drop", "other_drop_mean", "drop_gap", "icl_accuracy.pretrained.*", "icl_accuracy.tuned.*",
-                    "icl_accuracy.tuned_conjugate.*"),
-        figure_panels=(("ICL accuracy drop after tuning", ("english_drop", "other_drop_mean")),
-                       ("English drop − mean other drop", ("drop_gap",))),
-        claims="conjugate.minilm.claims:minilm_claims", shares_pretraining=True),
-}
+from .config import ConfigError, check_seed, parse_overrides
+from .runs import RunDir, atomic_write_text, environment, read_json, scrub, write_json
+from .studies import get_study, load_target
 
 ENGINES = ("local", "ray")
 PROBE_TIMEOUT_S = 3.0
@@ -80,18 +47,6 @@ class EngineError(RuntimeError):
 
 class SweepInterrupted(RuntimeError):
     """The sweep was stopped by Ctrl-C; rerunning the same command resumes it."""
-
-
-def load_target(target: str) -> Any:
-    """``"pkg.module:attr"`` -> the attribute."""
-    module, _, attr = target.partition(":")
-    return getattr(importlib.import_module(module), attr)
-
-
-def get_study(name: str) -> Study:
-    if name not in STUDIES:
-        raise ConfigError(f"unknown study {name!r}; valid studies: {', '.join(STUDIES)}")
-    return STUDIES[name]
 
 
 # ---- planning ------------------------------------------------------------------------------------------
@@ -170,6 +125,8 @@ def parse_seeds(raw: str) -> list[int]:
         raise ConfigError("--seeds: empty list")
     if any(s < 0 for s in seeds):
         raise ConfigError(f"--seeds: seeds must be >= 0, got {seeds}")
+    for s in seeds:
+        check_seed(s, "--seeds: each seed")
     if len(set(seeds)) != len(seeds):
         raise ConfigError(f"--seeds: repeated seed in {seeds}")
     return seeds
@@ -303,8 +260,41 @@ def available_cpus() -> int:
         return os.cpu_count() or 1
 
 
+PARENT_DIED_EXIT = 75  # a local worker's exit status when it stops because its driver is gone
+
+
+def _exit_with_driver() -> None:
+    """Local worker initializer: end this worker at once when the sweep driver that spawned it dies.
+
+    Without it a ``kill -9`` of the driver orphans the workers: each finishes the run it holds, then waits
+    forever on the task queue (whose pipe the workers themselves keep open, so it never reports EOF).
+
+    The mechanism is the pipe multiprocessing's spawn start method already keeps between the two processes:
+    the driver holds its write end for as long as it lives, the worker a read end (the ``sentinel`` of
+    :func:`multiprocessing.parent_process`), and no other process has the write end (it is not inheritable,
+    and spawn passes a child only the fds it names). The kernel closes it when the driver exits for any
+    reason, SIGKILL included, so the read end becomes ready at that instant. A daemon thread blocks on it,
+    without polling, and then calls ``os._exit``. Preferred to ``prctl(PR_SET_PDEATHSIG)``, which is
+    Linux-only, fires when the *thread* that spawned the worker exits (the executor's manager thread may
+    spawn workers) and races with the driver dying before the call; and to polling ``os.getppid()``, which
+    notices only at the next poll.
+
+    The run in flight stops where it is, without writing anything more: its files are written atomically,
+    and rerunning the sweep resumes it from its last checkpoint, as after any crash."""
+    parent = mp.parent_process()
+    if parent is None:  # pragma: no cover - not a spawned child
+        return
+
+    def watch() -> None:
+        parent.join()  # returns once the driver's end of the pipe is closed, i.e. the driver is gone
+        os._exit(PARENT_DIED_EXIT)
+
+    threading.Thread(target=watch, name="exit-with-driver", daemon=True).start()
+
+
 class LocalEngine:
-    """Worker processes on this machine (spawn context: no fork of a process that holds threads or CUDA)."""
+    """Worker processes on this machine (spawn context: no fork of a process that holds threads or CUDA).
+    Each worker exits as soon as the driver dies (:func:`_exit_with_driver`)."""
 
     name = "local"
 
@@ -328,7 +318,8 @@ class LocalEngine:
         self._pool = self._new_pool()
 
     def _new_pool(self) -> cf.ProcessPoolExecutor:
-        return cf.ProcessPoolExecutor(self.max_parallel, mp_context=mp.get_context("spawn"))
+        return cf.ProcessPoolExecutor(self.max_parallel, mp_context=mp.get_context("spawn"),
+                                      initializer=_exit_with_driver)
 
     def prepare(self, spec: RunSpec) -> RunSpec:
         device = "cuda" if self.gpus > 0 else "cpu"
@@ -501,10 +492,12 @@ def run_sweep(plan: SweepPlan, out: str | Path, opts: EngineOptions | None = Non
     out = Path(out).resolve()
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out}: exists and is not a folder")
-    plan = merge_with_existing(plan, out)
+    merge_with_existing(plan, out)  # a plan at odds with the folder's stops here, before anything is written
     engine = start_engine(opts)  # last check before anything is written
     try:
-        outcome = _drive(plan, out, opts, engine, console)
+        with RunDir(out, f"sweep {plan.study}"):  # one sweep at a time in a folder
+            outcome = _drive(merge_with_existing(plan, out), out, opts, engine, console)
+            aggregate_sweep(out)
     except KeyboardInterrupt:
         engine.close(cancel=True)
         raise SweepInterrupted("sweep stopped; rerun the same command to resume it") from None
@@ -512,7 +505,6 @@ def run_sweep(plan: SweepPlan, out: str | Path, opts: EngineOptions | None = Non
         engine.close(cancel=True)
         raise
     engine.close()
-    aggregate_sweep(out)
     return outcome
 
 
@@ -584,5 +576,5 @@ def _drive(plan: SweepPlan, out: Path, opts: EngineOptions, engine: Engine, cons
     return outcome
 
 
-__all__ = ["STUDIES", "Study", "RunSpec", "SweepPlan", "SweepOutcome", "EngineOptions", "EngineError",
+__all__ = ["RunSpec", "SweepPlan", "SweepOutcome", "EngineOptions", "EngineError",
            "SweepInterrupted", "plan_sweep", "run_sweep", "execute", "run_name", "parse_seeds", "parse_grid"]

@@ -28,12 +28,23 @@ def batch_size(raw: str) -> int | str:
     return value
 
 
+TRANSFORM_HELP = ("conjugate transform spec run beside the prompts as they are (repeatable), e.g. leetspeak, "
+                  "rot13, piglatin-marked, base64, leetspeak+base64, translate:fr@table:DIR")
+CACHE_HELP = "request cache file (default: $CONJUGATE_CACHE/requests.sqlite, CONJUGATE_CACHE=~/.cache/conjugate)"
+NO_CACHE_HELP = "send every request to the model and store nothing (default: answers come from the request cache)"
+
+
+def cache_setting(cache: Any, no_cache: bool) -> Any:
+    """What a study's ``cache`` argument gets from ``--cache PATH`` / ``--no-cache``."""
+    return False if no_cache else (cache or True)
+
+
 def run_or_exit(call: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     """Run a training study and return its summary: bad config or a diverged training → exit 2 with one line;
     Ctrl-C during training (the stage checkpoints first) or between or after stages → exit 130 with a note
     that a rerun resumes. Damaged state and write failures are the CLI's (:class:`conjugate.cli.Group`)."""
     from ..config import ConfigError
-    from ..synthetic.train import Diverged, Interrupted
+    from ..training import Diverged, Interrupted
 
     try:
         return call()

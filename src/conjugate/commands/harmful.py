@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from .common import CACHE_HELP, NO_CACHE_HELP, TRANSFORM_HELP, cache_setting
 from .common import batch_size as _batch_size
 from .common import fail as _fail
 
@@ -42,21 +43,29 @@ def run(
     max_new_tokens: int = typer.Option(256, help="tokens generated per reply (greedy)"),
     system_prompt: str | None = typer.Option(None, help="system turn sent before every instruction"),
     batch_size: str = typer.Option("auto", help="prompts per generation call: auto or N"),
+    transform: list[str] = typer.Option([], "--transform", help=TRANSFORM_HELP),
+    cache: Path | None = typer.Option(None, help=CACHE_HELP),
+    no_cache: bool = typer.Option(False, "--no-cache", help=NO_CACHE_HELP),
     quiet: bool = typer.Option(False, help="no progress bar"),
 ) -> None:
     """Ask each model every instruction in every language, label the replies, write rates, table and figure."""
     from ..lm.harmful import run_study
+    from ..lm.report import conjugate_lines
 
     size = _batch_size(batch_size)
     try:
         summary = run_study(input, langs, model, out, translated=translated, translator=translator, judge=judge,
                             sample=sample, seed=seed, redact=redact, max_new_tokens=max_new_tokens,
-                            system_prompt=system_prompt, batch_size=size, show_progress=not quiet)
+                            system_prompt=system_prompt, batch_size=size, show_progress=not quiet,
+                            transforms=transform, cache=cache_setting(cache, no_cache))
     except _errors() as e:
         raise _fail(str(e)) from None
     for m in summary["models"]:
         cells = "  ".join(f"{lang} {100 * r['ANSWER']:5.1f}" for lang, r in summary["rates"][m].items())
         typer.echo(f"answer rate % | {m}: {cells}")
+    if "conjugate" in summary:
+        for line in conjugate_lines(summary["conjugate"]):
+            typer.echo(line)
     typer.echo(f"generated {summary['generated']}, reused {summary['reused']}, relabelled {summary['relabelled']}; "
                f"wrote {out / 'table.md'}")
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from .common import CACHE_HELP, NO_CACHE_HELP, TRANSFORM_HELP, cache_setting
 from .common import batch_size as _batch_size
 from .common import fail as _fail
 
@@ -44,21 +45,29 @@ def run(
     seed: int = typer.Option(0, help="seed of the default prompt set"),
     chat: bool = typer.Option(False, "--chat/--no-chat", help="wrap prompts in the model's chat template "
                                                              "(default: raw text, as in the paper)"),
+    transform: list[str] = typer.Option([], "--transform", help=TRANSFORM_HELP),
+    cache: Path | None = typer.Option(None, help=CACHE_HELP),
+    no_cache: bool = typer.Option(False, "--no-cache", help=NO_CACHE_HELP),
     quiet: bool = typer.Option(False, help="no progress bar"),
 ) -> None:
     """Generate with each model, score, and write outputs, scores, summary, table and figure."""
     from ..lm.backend import BackendError
     from ..lm.icl_vs_if import run_study
     from ..lm.presets import resolve_models
+    from ..lm.report import conjugate_lines
 
     size = _batch_size(batch_size)
     try:
         models = resolve_models(model)
         summary = run_study(models, out, data=data, limit=limit, batch_size=size, max_new_tokens=max_new_tokens,
-                            seed=seed, chat=chat, show_progress=not quiet)
+                            seed=seed, chat=chat, show_progress=not quiet, transforms=transform,
+                            cache=cache_setting(cache, no_cache))
     except (BackendError, ValueError, FileNotFoundError) as e:
         raise _fail(str(e)) from None
     _print(summary)
+    if "conjugate" in summary:
+        for line in conjugate_lines(summary["conjugate"]):
+            typer.echo(line)
     typer.echo(f"generated {summary['generated']}, reused {summary['cached']}; wrote {out / 'table.md'}")
 
 

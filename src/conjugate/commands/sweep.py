@@ -9,7 +9,8 @@ import typer
 from rich.console import Console
 
 from ..config import ConfigError
-from ..sweep import STUDIES, EngineError, EngineOptions, SweepInterrupted, plan_sweep, run_sweep
+from ..studies import STUDIES
+from ..sweep import EngineError, EngineOptions, SweepInterrupted, plan_sweep, run_sweep
 from .common import fail
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,

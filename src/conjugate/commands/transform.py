@@ -6,7 +6,9 @@ import sys
 
 import typer
 
-from ..transforms import TransformError, get_transform, get_translator
+from ..lm.backend import BackendError
+from ..lm.translators import get_translator  # every translator kind, the model-backed ones included
+from ..transforms import TransformError, get_transform
 from .common import fail
 
 
@@ -29,7 +31,7 @@ def main(
             options["translator"] = get_translator(translator)
         t = get_transform(kind, **options)
         result = t.invert(text) if inverse else t.apply(text)
-    except TransformError as e:
+    except (TransformError, BackendError) as e:
         raise fail(str(e)) from None
     typer.echo(result)
 

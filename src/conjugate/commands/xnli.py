@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from .common import CACHE_HELP, NO_CACHE_HELP, TRANSFORM_HELP, cache_setting
 from .common import batch_size as _batch_size
 from .common import fail as _fail
 
@@ -27,11 +28,15 @@ def run(
     max_new_tokens: int = typer.Option(10, min=1, help="greedy tokens generated per item (generate mode)"),
     device: str = typer.Option("auto", help="auto | cpu | cuda (local models)"),
     dtype: str = typer.Option("auto", help="auto | float32 | bfloat16 | float16 (local models)"),
+    transform: list[str] = typer.Option([], "--transform", help=TRANSFORM_HELP),
+    cache: Path | None = typer.Option(None, help=CACHE_HELP),
+    no_cache: bool = typer.Option(False, "--no-cache", help=NO_CACHE_HELP),
     quiet: bool = typer.Option(False, help="no progress bar"),
 ) -> None:
     """Score each model on XNLI, write predictions, summary, table and figure."""
     from ..lm.backend import BackendError
     from ..lm.presets import resolve_models
+    from ..lm.report import conjugate_lines
     from ..lm.xnli import XNLIInputError, resolve_modes, run_study
 
     size = _batch_size(batch_size)
@@ -39,13 +44,17 @@ def run(
         resolve_modes(mode)
         models = resolve_models(model)
         summary = run_study(models, out, data=data, langs=langs, limit=limit, mode=mode, batch_size=size,
-                            max_new_tokens=max_new_tokens, device=device, dtype=dtype, show_progress=not quiet)
+                            max_new_tokens=max_new_tokens, device=device, dtype=dtype, show_progress=not quiet,
+                            transforms=transform, cache=cache_setting(cache, no_cache))
     except (XNLIInputError, BackendError, ValueError, FileNotFoundError) as e:
         raise _fail(str(e)) from None
     for m in summary["modes"]:
         for name in summary["models"]:
             cells = "  ".join(f"{lang} {100 * acc:5.1f}" for lang, acc in summary["accuracy"][m][name].items())
             typer.echo(f"XNLI accuracy % [{m}] | {name}: {cells}")
+    for m, block in summary.get("conjugate", {}).items():
+        for line in conjugate_lines(block):
+            typer.echo(f"[{m}] {line}")
     for name, per in summary.get("agreement", {}).items():
         typer.echo(f"agreement % | {name}: " + "  ".join(f"{lang} {100 * a:5.1f}" for lang, a in per.items()))
     typer.echo(f"computed {summary['computed']}, reused {summary['reused']}; wrote {out / 'table.md'}")

@@ -4,7 +4,8 @@ Greedy generation and log-likelihood scoring, both batched. Prompts are sorted b
 so an out-of-memory error shows up on the first batch) and results come back in input order. Generation pads on
 the left, so every row's next token sits in the last column; scoring pads on the right, where causal attention
 makes padding invisible to real tokens. Batched greedy output equals one-prompt-at-a-time output (in fp32; bf16
-kernels may break exact ties differently).
+kernels may break exact ties differently). :meth:`HFBackend.choices` scores several options after one context,
+running the context once and the options against its key/value cache.
 
 Weights load through ``from_pretrained``: safetensors when the repository has them, else ``torch.load`` with
 ``weights_only=True`` (no arbitrary unpickling; pass ``safetensors_only=True`` to refuse ``.bin`` files
@@ -15,6 +16,7 @@ optional extra, imported on first use.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import pickle
 import warnings
@@ -24,7 +26,7 @@ from typing import Any
 
 import torch
 
-from .backend import BackendError
+from .backend import BackendError, cut_at_stop, split_context
 from .runner import ProgressBar
 
 log = logging.getLogger(__name__)
@@ -67,21 +69,6 @@ def pick_dtype(dtype: str | torch.dtype, device: str) -> torch.dtype:
     return table[dtype]
 
 
-def cut_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
-    """``text`` up to the earliest stop string, and whether one was found."""
-    cut = min((i for i in (text.find(s) for s in stop if s) if i >= 0), default=-1)
-    return (text[:cut], True) if cut >= 0 else (text, False)
-
-
-def split_context(context: str, continuation: str) -> tuple[str, str]:
-    """Move trailing whitespace of the context onto the continuation (``"A: "+"x"`` → ``"A:"+" x"``).
-
-    BPE tokenizers attach a space to the following word, so this keeps the continuation's first token whole.
-    """
-    stripped = context.rstrip()
-    return stripped, context[len(stripped):] + continuation
-
-
 class StopOnStrings:
     """A ``StoppingCriteria``: a row is done once its generated text contains a stop string.
 
@@ -106,8 +93,8 @@ class HFBackend:
     ``chat=None`` applies the tokenizer's chat template when it has one (instruction/chat models), ``True``
     requires one, ``False`` sends raw text. Some *base* models ship a chat template too (Qwen2.5, SmolLM2):
     studies that must send raw text to a base model pass ``chat=False``. ``system_prompt`` is added as a system
-    turn in chat mode. The template applies to :meth:`generate` only; :meth:`loglikelihood` scores raw text.
-    ``batch_size="auto"`` starts at a per-device default and halves on CUDA out-of-memory.
+    turn in chat mode. The template applies to :meth:`generate` only; :meth:`loglikelihood` and :meth:`choices`
+    score raw text. ``batch_size="auto"`` starts at a per-device default and halves on CUDA out-of-memory.
     """
 
     def __init__(
@@ -248,13 +235,101 @@ class HFBackend:
             out.append(float(token_lp[row, end - n_cont:end].sum()))
         return out
 
+    # ----------------------------------------------------------------- options after a shared context
+    def choices(self, context: str, options: Sequence[str]) -> list[float]:
+        """``log p(option | context)`` per option: the numbers of :meth:`loglikelihood` on the pairs (same
+        tokenisation, :meth:`encode_pair`; equal up to float rounding), with the context run once.
+
+        The context goes through the model once, keeping its key/value cache; every option's first token is
+        read from the context's last logits, and only when some option has more tokens does a second, short
+        forward pass run on that cache repeated once per option (all options in one batch). A context that
+        tokenises differently per option (one cut at the window limit) is scored as pairs instead.
+        """
+        return self.choices_many([(context, options)])[0]
+
+    def choices_many(self, items: Sequence[tuple[str, Sequence[str]]]) -> list[list[float]]:
+        """:meth:`choices` of every (context, options) item, the contexts batched together (longest first,
+        ``batch_size`` contexts per forward pass, halved on CUDA out-of-memory). Not part of the
+        :class:`~conjugate.lm.backend.Backend` protocol: an optional batched form of it."""
+        out: list[list[float] | None] = [None] * len(items)
+        shared: dict[int, list[tuple[int, tuple[list[int], list[list[int]]]]]] = {}  # by number of options
+        pairs: list[tuple[int, list[tuple[list[int], int]]]] = []
+        for i, (context, options) in enumerate(items):
+            encoded = [self.encode_pair(context, o) for o in options]
+            if not encoded:
+                out[i] = []
+                continue
+            prefixes = [ids[: len(ids) - n] for ids, n in encoded]
+            if prefixes[0] and all(p == prefixes[0] for p in prefixes):
+                shared.setdefault(len(encoded), []).append((i, (prefixes[0], [ids[len(ids) - n:] for ids, n in
+                                                                               encoded])))
+            else:
+                pairs.append((i, encoded))
+        show = len(items) > 1
+        for group in shared.values():
+            scores = self._batched([item for _, item in group], self._choices_batch, "choices",
+                                   length=lambda item: len(item[0]), progress=show)
+            for (i, _), s in zip(group, scores, strict=True):
+                out[i] = s
+        if pairs:
+            flat = self._batched([e for _, encoded in pairs for e in encoded], self._score_batch, "choices",
+                                 length=lambda e: len(e[0]), progress=show)
+            pos = 0
+            for i, encoded in pairs:
+                out[i], pos = flat[pos:pos + len(encoded)], pos + len(encoded)
+        return out  # type: ignore[return-value]
+
+    @torch.inference_mode()
+    def _choices_batch(self, batch: list[tuple[list[int], list[list[int]]]]) -> list[list[float]]:
+        """Scores for (context ids, option ids per option) items with the same number of options: the contexts
+        left-padded with explicit position ids (as generation does), then the options' tails on their cache."""
+        model, dev, pad = self.model, self.device, self.tokenizer.pad_token_id
+        n_rows, k = len(batch), len(batch[0][1])
+        if any(len(tails) != k for _, tails in batch):
+            raise ValueError("every context needs the same number of options in one batch")
+        ids, mask = _pad([prefix for prefix, _ in batch], pad, left=True, device=dev)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        extra = {"logits_to_keep": 1} if _accepts(model, "logits_to_keep") else {}
+        first = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, **extra)
+        first_lp = torch.log_softmax(first.logits[:, -1].float(), dim=-1)  # (rows, vocab)
+        scores = [[float(first_lp[r, tails[j][0]]) for j in range(k)] for r, (_, tails) in enumerate(batch)]
+        longest = max(len(t) for _, tails in batch for t in tails)
+        if longest == 1:
+            return scores
+        # the rest of every option: one forward on the context's cache, repeated once per option
+        steps = longest - 1
+        tail_ids = torch.full((n_rows * k, steps), pad, dtype=torch.long)
+        tail_mask = torch.zeros((n_rows * k, steps), dtype=torch.long)
+        for r, (_, tails) in enumerate(batch):
+            for j, t in enumerate(tails):
+                if len(t) > 1:
+                    tail_ids[r * k + j, : len(t) - 1] = torch.tensor(t[:-1], dtype=torch.long)
+                    tail_mask[r * k + j, : len(t) - 1] = 1
+        cache = first.get("cache", None) or first.get("past_key_values", None)  # the name changed in transformers 5
+        if cache is None:
+            raise BackendError(f"{self.name}: the model returned no key/value cache")
+        cache.batch_repeat_interleave(k)
+        full_mask = torch.cat([mask.repeat_interleave(k, dim=0), tail_mask.to(dev)], dim=1)
+        start = mask.sum(-1).repeat_interleave(k)[:, None]
+        tail_pos = start + torch.arange(steps, device=dev)[None, :]
+        cache_arg = "cache" if _accepts(model, "cache") else "past_key_values"
+        second = model(input_ids=tail_ids.to(dev), attention_mask=full_mask, position_ids=tail_pos,
+                       use_cache=False, **{cache_arg: cache})
+        lp = torch.log_softmax(second.logits.float(), dim=-1)  # (rows*k, steps, vocab)
+        for r, (_, tails) in enumerate(batch):
+            for j, t in enumerate(tails):
+                if len(t) > 1:
+                    targets = torch.tensor(t[1:], dtype=torch.long, device=dev)
+                    scores[r][j] += float(lp[r * k + j, torch.arange(len(t) - 1, device=dev), targets].sum())
+        return scores
+
     # ----------------------------------------------------------------- batching
     def _batched(self, items: list, run: Callable[[list], list], what: str,
-                 length: Callable[[Any], int] = len) -> list:
+                 length: Callable[[Any], int] = len, progress: bool = True) -> list:
         """Run ``run`` on length-sorted batches, halving the batch size on CUDA OOM; results in input order."""
         order = sorted(range(len(items)), key=lambda i: -length(items[i]))
         results: list = [None] * len(items)
-        progress = ProgressBar(self.show_progress, len(items), f"{self.name}: {what}")
+        bar = ProgressBar(self.show_progress and progress, len(items), f"{self.name}: {what}")
         pos = 0
         try:
             while pos < len(order):
@@ -271,9 +346,9 @@ class HFBackend:
                 for i, o in zip(idx, outs, strict=True):
                     results[i] = o
                 pos += len(idx)
-                progress.advance(len(idx))
+                bar.advance(len(idx))
         finally:
-            progress.close()
+            bar.close()
         return results
 
 
@@ -332,3 +407,11 @@ def _max_len(model: Any, tokenizer: Any) -> int | None:
             return value
     value = getattr(tokenizer, "model_max_length", None)
     return value if isinstance(value, int) and 0 < value < 1_000_000 else None
+
+
+def _accepts(model: Any, name: str) -> bool:
+    """Whether the model's ``forward`` takes keyword ``name`` (argument names differ between versions)."""
+    try:
+        return name in inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return False

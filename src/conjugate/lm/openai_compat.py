@@ -12,6 +12,7 @@ none). It is sent only as the ``Authorization`` header and never appears in ``re
 Log-likelihoods use the completions endpoint with ``echo=True, logprobs=1``: the server returns a log-prob for
 every prompt token, and the continuation's tokens are found from their character offsets. ``max_tokens=1`` is
 sent (as lm-evaluation-harness does) because several servers reject 0; the one generated token is ignored.
+:meth:`OpenAIBackend.choices` is those pairs. No ``torch`` import: served-model studies stay light.
 
 Every response is checked before it is read: a body that is not JSON, or a field of the wrong JSON type (a
 number where text belongs, ``message: null``, no ``choices``...), is a :class:`BackendError` naming the field,
@@ -36,8 +37,7 @@ from contextlib import contextmanager
 from functools import partial
 from typing import Any
 
-from .backend import BackendError
-from .hf import cut_at_stop, split_context
+from .backend import BackendError, cut_at_stop, split_context
 from .runner import ProgressBar
 
 log = logging.getLogger(__name__)
@@ -131,6 +131,20 @@ class OpenAIBackend:
     def loglikelihood(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
         """``log p(continuation | context)`` per pair from the server's echoed prompt log-probs."""
         return self._map(lambda pair: self._score(*pair), [tuple(p) for p in pairs], "loglikelihood")
+
+    def choices(self, context: str, options: Sequence[str]) -> list[float]:
+        """``log p(option | context)`` per option: one echo request per option (a server shares no context)."""
+        return self.loglikelihood([(context, o) for o in options])
+
+    def choices_many(self, items: Sequence[tuple[str, Sequence[str]]]) -> list[list[float]]:
+        """:meth:`choices` of every (context, options) item, all their requests in flight together (an optional
+        batched form, not part of the Backend protocol)."""
+        flat = self.loglikelihood([(context, o) for context, options in items for o in options])
+        out, pos = [], 0
+        for _, options in items:
+            out.append(flat[pos:pos + len(options)])
+            pos += len(options)
+        return out
 
     # ----------------------------------------------------------------- requests
     def _complete(self, prompt: str, max_new_tokens: int, stop: list[str]) -> str:

@@ -95,7 +95,7 @@ def salvage(error: BaseException, part: Sequence[T], compute: Callable[[Sequence
 def release(backend: Any) -> None:
     """Close a served model's connections and give a local model's memory back before the next one loads.
     The caller drops its own reference to ``backend`` afterwards."""
-    close = getattr(backend, "close", None)
+    close = getattr(backend, "release", None) or getattr(backend, "close", None)  # a cached backend releases its model
     if callable(close):
         close()
     gc.collect()

@@ -1,7 +1,7 @@
-"""A character-level causal language model built from the synthetic study's transformer blocks.
+"""A character-level causal language model built from the shared transformer blocks.
 
-:class:`CausalLM` is the synthetic study's pre-LayerNorm GPT (:class:`conjugate.synthetic.model.Block`: fused
-QKV, ``scaled_dot_product_attention``) with a token embedding in front and a language-model head behind. Its
+:class:`CausalLM` is the synthetic study's pre-LayerNorm GPT (:class:`conjugate.blocks.Block`: fused QKV,
+``scaled_dot_product_attention``) with a token embedding in front and a language-model head behind. Its
 :meth:`~CausalLM.forward` runs the blocks exactly as written; :meth:`~CausalLM.generate` adds a key/value cache
 for batched greedy decoding, computed from the same block weights (a test checks both paths agree).
 
@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..synthetic.model import Block
+from ..blocks import Block
 
 PAD, BOS, UNK = 0, 1, 2
 SPECIALS = 3
@@ -187,9 +187,9 @@ class CausalLM(nn.Module):
 # ---- checkpoints ---------------------------------------------------------------------------------------
 
 def load_lm(path: str | Path, device: torch.device | str = "cpu") -> tuple[CausalLM, CharTokenizer, dict]:
-    """Load a checkpoint written by :func:`conjugate.synthetic.train.finish_stage` for a :class:`CausalLM`
+    """Load a checkpoint written by :func:`conjugate.training.finish_stage` for a :class:`CausalLM`
     (safetensors only: no pickle); its tokenizer travels in the header's ``meta``."""
-    from ..synthetic.train import load_checkpoint
+    from ..training import load_checkpoint
 
     def build(cfg: dict, meta: dict) -> CausalLM:
         CharTokenizer(meta["chars"])  # a checkpoint without its tokenizer is not a minilm checkpoint
@@ -240,3 +240,7 @@ class CharLMBackend:
                 tgt = tokens[i, lo + 1:hi + 1]
                 out.append(float(logp[i, lo:hi].gather(-1, tgt[:, None]).sum()))
         return out
+
+    def choices(self, context: str, options: Sequence[str]) -> list[float]:
+        """``log p(option | context)`` per option (the pairs, batched)."""
+        return self.loglikelihood([(context, o) for o in options])

@@ -9,7 +9,7 @@
    with conjugate prompting (the English prompt mapped into each language, the answer mapped back), next to
    what copy-the-instruction, answer-the-question and repeat-the-last-exemplar strategies would score.
 
-Training reuses the synthetic study's loop (:func:`conjugate.synthetic.train.train_stage`: exact resume from
+Training runs the loop every study shares (:func:`conjugate.training.train_stage`: exact resume from
 checkpoints, Ctrl-C safe) with a masked cross-entropy. Every stage writes a marker when it finishes; a rerun
 skips finished stages, resumes interrupted training, and reuses every generated output.
 """
@@ -31,12 +31,12 @@ from .. import share
 from ..config import ConfigError
 from ..lm.icl_vs_if.build import write_dataset
 from ..lm.icl_vs_if.report import table_markdown
-from ..lm.icl_vs_if.run import generate_missing, load_cache
 from ..lm.icl_vs_if.score import aggregate, icl_correct, score_row, scores_csv
 from ..lm.report import pct
-from ..runs import RunDir, atomic_write_text, read_json, write_json
-from ..synthetic.study import start_run
-from ..synthetic.train import StageSpec, finish_stage, train_stage
+from ..lm.runner import in_chunks
+from ..runs import RunDir, atomic_write_text, read_json, read_jsonl, write_json
+from ..studyrun import start_run
+from ..training import StageSpec, finish_stage, train_stage
 from . import corpus as C
 from .config import MiniLMConfig
 from .model import PAD, CausalLM, CharLMBackend, CharTokenizer, LMConfig, load_lm
@@ -196,6 +196,33 @@ def eval_prompts(cfg: MiniLMConfig, splits: C.Splits) -> dict[str, list[dict]]:
     return out
 
 
+def _prompt_sha(prompt: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(prompt.encode("utf-8")).hexdigest()[:16]
+
+
+def load_outputs(path: Path, rows: Sequence[dict], max_new_tokens: int) -> dict[tuple[str, str], str]:
+    """(model, id) → output for finished generations in ``path`` that match the current prompts and settings.
+    The miniature models live in this run folder, so their outputs are kept here, not in the request cache."""
+    want = {r["id"]: _prompt_sha(r["prompt"]) for r in rows}
+    return {(rec["model"], rec["id"]): rec["output"] for rec in read_jsonl(path)
+            if want.get(rec.get("id")) == rec.get("prompt_sha") and rec.get("max_new_tokens") == max_new_tokens}
+
+
+def generate_missing(backend: CharLMBackend, model: str, rows: Sequence[dict], outputs: Path, cache: dict,
+                     max_new_tokens: int, chunk: int, advance: Callable[[int], None]) -> int:
+    """Generate every row not in ``cache``, appending each chunk's outputs to ``outputs`` as it completes."""
+    def generate(part: Sequence[dict]) -> list[dict]:
+        outs = backend.generate([r["prompt"] for r in part], max_new_tokens, stop=("\n",))
+        return [{"model": model, "id": r["id"], "prompt_sha": _prompt_sha(r["prompt"]),
+                 "max_new_tokens": max_new_tokens, "output": o} for r, o in zip(part, outs, strict=True)]
+
+    done = in_chunks([r for r in rows if (model, r["id"]) not in cache], chunk, generate, outputs, advance)
+    cache.update({(model, r["id"]): r["output"] for r in done})
+    return len(done)
+
+
 def generate_all(models: dict[str, CausalLM], tok: CharTokenizer, rows: list[dict], path: Path,
                  cfg: MiniLMConfig, show_progress: bool) -> dict[tuple[str, str], str]:
     """Greedy outputs of every model on every row, appended to ``path`` chunk by chunk; a rerun reuses them.
@@ -207,7 +234,7 @@ def generate_all(models: dict[str, CausalLM], tok: CharTokenizer, rows: list[dic
     for r in rows:
         first.setdefault(r["prompt"], r)
     unique = list(first.values())
-    cache = load_cache(path, unique, cfg.max_new_tokens)
+    cache = load_outputs(path, unique, cfg.max_new_tokens)
     todo = sum((m, r["id"]) not in cache for m in models for r in unique)
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   console=Console(stderr=True), disable=not show_progress or not todo) as bar:
@@ -392,11 +419,12 @@ def run_minilm(cfg: MiniLMConfig, out: str | Path, *, preset: str = "custom", se
                                          for k in ("steps_per_s", "tokens_per_s")} for s in STAGES}
             summary["threads"] = torch.get_num_threads()
             summary["pretrain_reused"] = "reused_from" in read_json(run.path(".stages", "pretrain.done"))
-            write_json(run.path("summary.json"), summary)
         from .plots import plot_summary
 
         plot_summary(summary, run.path("figures", "icl_accuracy.png"))
         atomic_write_text(run.path("table.md"), table(summary, cfg))
+        if saved is None:  # last: a folder with summary.json is a finished run (sweeps skip it)
+            write_json(run.path("summary.json"), summary)
         summary["wall_seconds_this_call"] = time.perf_counter() - t0
         return summary
 

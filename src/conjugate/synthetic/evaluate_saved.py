@@ -11,7 +11,7 @@ from ..config import ConfigError, SyntheticConfig, resolve_synthetic
 from ..runs import RunDir, read_json, write_json
 from . import bayes, tasks
 from . import evaluate as ev
-from .train import load_model
+from .model import load_model
 
 
 def config_for_checkpoint(checkpoint: Path, preset: str, overrides: dict) -> SyntheticConfig:

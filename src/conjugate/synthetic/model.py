@@ -3,16 +3,20 @@
 Tokens interleave inputs and labels: an x-token is ``[0, x]`` and a y-token ``[y, 0_d]`` (a dedicated label
 channel, as in Raventós et al. 2023), read in by one linear layer. A causal transformer runs over the
 ``2n`` tokens and one linear read-out predicts ``y_{k+1}`` at the position of ``x_{k+1}``, from the ``k``
-earlier pairs. Attention uses ``torch.nn.functional.scaled_dot_product_attention`` with a fused QKV.
+earlier pairs. The blocks are the shared :class:`conjugate.blocks.Block` (fused QKV,
+``torch.nn.functional.scaled_dot_product_attention``). :func:`load_model` reads a checkpoint of one.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from ..blocks import Block
 
 
 @dataclass(frozen=True)
@@ -26,25 +30,6 @@ class ModelConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-class Block(nn.Module):
-    def __init__(self, width: int, heads: int, dropout: float):
-        super().__init__()
-        self.heads = heads
-        self.ln1 = nn.LayerNorm(width)
-        self.qkv = nn.Linear(width, 3 * width)
-        self.proj = nn.Linear(width, width)
-        self.ln2 = nn.LayerNorm(width)
-        self.mlp = nn.Sequential(nn.Linear(width, 4 * width), nn.GELU(), nn.Linear(4 * width, width))
-        self.dropout = dropout
-
-    def forward(self, h: torch.Tensor) -> torch.Tensor:
-        b, t, w = h.shape
-        q, k, v = self.qkv(self.ln1(h)).view(b, t, 3, self.heads, w // self.heads).permute(2, 0, 3, 1, 4)
-        a = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0)
-        h = h + self.proj(a.transpose(1, 2).reshape(b, t, w))
-        return h + self.mlp(self.ln2(h))
 
 
 class InContextRegressor(nn.Module):
@@ -97,3 +82,11 @@ class InContextRegressor(nn.Module):
         c, t = self.cfg, 2 * self.cfg.n_points
         per_token = c.layers * (2 * 12 * c.width**2 + 2 * 2 * t * c.width) + 2 * (c.d + 1) * c.width
         return 3.0 * batch * t * per_token
+
+
+def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[InContextRegressor, dict]:
+    """Load a checkpoint written by :func:`conjugate.training.save_model` (safetensors only: no pickle)."""
+    from ..training import load_checkpoint
+
+    model, meta = load_checkpoint(path, "conjugate model", lambda cfg, _: InContextRegressor(ModelConfig(**cfg)))
+    return model.to(device), meta

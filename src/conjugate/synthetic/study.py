@@ -8,62 +8,39 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from .. import share
-from ..config import ConfigError, SyntheticConfig, check_seed
-from ..runs import RunDir, StateError, read_json, write_json
+from ..config import SyntheticConfig
+from ..runs import RunDir, read_json, write_json
+from ..studyrun import start_run
+from ..training import StageSpec, finish_stage, train_stage
 from . import bayes, plots, tasks
 from . import evaluate as ev
-from .model import InContextRegressor, ModelConfig
-from .train import StageSpec, finish_stage, load_model, train_stage
+from .model import InContextRegressor, ModelConfig, load_model
+from .results import (
+    CONT_TEST,
+    CONT_VAL,
+    DISC_TEST,
+    AlphaFit,
+    BayesEval,
+    Dist,
+    DistanceRow,
+    Evaluation,
+    ModelEval,
+    Prior,
+    PromptSet,
+    Reference,
+    Split,
+    scale_numbers,
+)
 
 EVAL_SEED_OFFSET = 1_000_003  # evaluation prompts never share a generator with training batches
 
 
-def pick_device(device: str = "auto") -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda requested but no CUDA device is available")
-    if device not in ("cpu", "cuda"):
-        raise ConfigError(f"unknown device {device!r}; valid: auto, cpu, cuda")
-    return torch.device(device)
-
-
 def model_config(cfg: SyntheticConfig) -> ModelConfig:
     return ModelConfig(d=cfg.d, n_points=cfg.n_points, width=cfg.width, layers=cfg.layers, heads=cfg.heads)
-
-
-def start_run(cfg: Any, out: str | Path, seed: int, device: str, pretrain_cache: str | Path | None,
-              command: str) -> tuple[RunDir, torch.device]:
-    """What every study's run does first: validate the config (a dataclass with ``validate``, ``to_dict`` and
-    ``threads``), the seed and the cache path, pick the device, set torch's threads, and open (and lock) the
-    run folder for ``command``, refusing one that holds a run with another config or seed. The caller closes
-    the folder (``with run:``)."""
-    cfg.validate()
-    check_seed(seed)
-    share.check_cache_path(pretrain_cache)
-    dev = pick_device(device)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    run = RunDir(out, command)
-    try:
-        path = run.path("config.json")
-        if path.exists():
-            try:
-                old = read_json(path)
-            except StateError as e:
-                raise StateError(f"{e}; delete the folder {run.root} to start again, or choose another --out") from None
-            if old.get("config") != cfg.to_dict() or old.get("seed") != seed:
-                raise ConfigError(f"{run.root} already holds a run with a different config or seed; "
-                                  "use a new --out (or delete the folder)")
-    except BaseException:
-        run.close()
-        raise
-    return run, dev
 
 
 def _stage_spec(cfg: SyntheticConfig, stage: str) -> StageSpec:
@@ -113,15 +90,15 @@ def _shared_pretrain(cfg: SyntheticConfig, run: RunDir, seed: int, device: torch
 
 # ---- evaluation ----------------------------------------------------------------------------------------
 
-def eval_sets(cfg: SyntheticConfig, seed: int) -> dict[str, tasks.Prompts]:
+def eval_sets(cfg: SyntheticConfig, seed: int) -> dict[PromptSet, tasks.Prompts]:
     """Held-out test and validation prompts (float64, CPU), from a generator no training batch uses."""
     w_disc = tasks.discrete_tasks(cfg.n_tasks, cfg.d, cfg.task_seed, torch.float64)
     g = tasks.make_generator(seed + EVAL_SEED_OFFSET)
     out = {}
-    for split, count in (("test", cfg.eval_prompts), ("val", cfg.val_prompts)):
-        for name, alpha in (("cont", 0.0), ("disc", 1.0)):
-            out[f"{name}_{split}"] = tasks.sample_mixture(count, alpha, w_disc, cfg.n_points, cfg.sigma, g,
-                                                          dtype=torch.float64)
+    for split, count in ((Split.TEST, cfg.eval_prompts), (Split.VAL, cfg.val_prompts)):
+        for dist, alpha in ((Dist.CONT, 0.0), (Dist.DISC, 1.0)):
+            out[PromptSet(dist, split)] = tasks.sample_mixture(count, alpha, w_disc, cfg.n_points, cfg.sigma, g,
+                                                               dtype=torch.float64)
     return out
 
 
@@ -130,60 +107,67 @@ def _curve(x: torch.Tensor) -> list[float]:
 
 
 def evaluate_models(cfg: SyntheticConfig, models: dict[str, InContextRegressor], seed: int,
-                    scales: list[float] | None = None) -> tuple[dict, dict]:
-    """Everything the report shows. Returns ``(summary_numbers, metrics)``."""
+                    scales: list[float] | None = None) -> Evaluation:
+    """Everything the report shows; :meth:`~conjugate.synthetic.results.Evaluation.to_json` is ``metrics.json``."""
     scales = list(scales or cfg.scales)
     sets = eval_sets(cfg, seed)
     w_disc = tasks.discrete_tasks(cfg.n_tasks, cfg.d, cfg.task_seed, torch.float64)
     terms = {k: bayes.batched_terms(p.xs, p.ys, w_disc, cfg.sigma) for k, p in sets.items()}
-    metrics: dict = {"positions": list(range(cfg.n_points)), "curves": {}, "bayes_curves": {}}
-    num: dict = {"mse": {}, "bayes": {}}
+    cont = sets[CONT_TEST]
 
     # Bayes references on the same test prompts
-    for dist in ("cont", "disc"):
-        p, t = sets[f"{dist}_test"], terms[f"{dist}_test"]
-        refs = {"ridge": t.ridge, "dmmse": t.dmmse, "mixture_pretrain": t.mixture(cfg.alpha_pretrain),
-                "mixture_finetune": t.mixture(cfg.alpha_finetune)}
-        for name, pred in refs.items():
+    ref_mse: dict[tuple[Reference, Dist], float] = {}
+    ref_curves: dict[tuple[Reference, Dist], list[float]] = {}
+    p_disc: dict[Dist, list[float]] = {}
+    for dist in Dist:
+        p, t = sets[PromptSet(dist, Split.TEST)], terms[PromptSet(dist, Split.TEST)]
+        refs = {Reference.RIDGE: t.ridge, Reference.DMMSE: t.dmmse,
+                Reference.MIXTURE_PRETRAIN: t.mixture(cfg.alpha_pretrain),
+                Reference.MIXTURE_FINETUNE: t.mixture(cfg.alpha_finetune)}
+        for ref, pred in refs.items():
             c = ev.error_curve(pred, p)
-            metrics["bayes_curves"][f"{name}/{dist}"] = _curve(c)
-            num["bayes"][f"{name}_{dist}"] = ev.summary_error(c)
-        metrics["bayes_curves"][f"p_disc_pretrain/{dist}"] = _curve(t.p_disc(cfg.alpha_pretrain).mean(0))
+            ref_curves[(ref, dist)] = _curve(c)
+            ref_mse[(ref, dist)] = ev.summary_error(c)
+        p_disc[dist] = _curve(t.p_disc(cfg.alpha_pretrain).mean(0))
     # the Bayes predictor's own response to the conjugate transform, for both priors
-    num["bayes_scaled"] = {}
+    scaled: dict[Prior, dict[float, float]] = {}
     for c in scales:
-        t = ev.bayes_on_scaled(sets["cont_test"], w_disc, cfg.sigma, c)
-        for tag, a in (("pretrain", cfg.alpha_pretrain), ("finetune", cfg.alpha_finetune)):
-            num["bayes_scaled"].setdefault(tag, {})[str(c)] = ev.mse(t.mixture(a), sets["cont_test"])
+        t = ev.bayes_on_scaled(cont, w_disc, cfg.sigma, c)
+        for prior, a in ((Prior.PRETRAIN, cfg.alpha_pretrain), (Prior.FINETUNE, cfg.alpha_finetune)):
+            scaled.setdefault(prior, {})[c] = ev.mse(t.mixture(a), cont)
 
     # models: every distribution × scale, test and validation
     gq = tasks.make_generator(seed + 2 * EVAL_SEED_OFFSET)
-    rot = {dist: tasks.random_rotations(len(sets[f"{dist}_test"].xs), cfg.d, gq) for dist in ("cont", "disc")}
+    rot = {dist: tasks.random_rotations(len(sets[PromptSet(dist, Split.TEST)].xs), cfg.d, gq) for dist in Dist}
+    measured = {}
     for name, model in models.items():
-        for dist in ("cont", "disc"):
-            for split in ("test", "val"):
-                p = sets[f"{dist}_{split}"]
+        mse: dict[PromptSet, dict[float, float]] = {}
+        rotated: dict[Dist, float] = {}
+        curves: dict[tuple[Dist, float], list[float]] = {}
+        for dist in Dist:
+            for split in Split:
+                p = sets[PromptSet(dist, split)]
                 for c in scales:
                     curve = ev.error_curve(ev.predict(model, p, scale=c), p)
-                    num["mse"].setdefault(name, {}).setdefault(f"{dist}_{split}", {})[str(c)] = ev.summary_error(curve)
-                    if split == "test":
-                        metrics["curves"][f"{name}/{dist}/c={c}"] = _curve(curve)
-            p = tasks.rotate_inputs(sets[f"{dist}_test"], rot[dist])
-            num["mse"][name][f"{dist}_rotated"] = ev.mse(ev.predict(model, p), p)
+                    mse.setdefault(PromptSet(dist, split), {})[c] = ev.summary_error(curve)
+                    if split is Split.TEST:
+                        curves[(dist, c)] = _curve(curve)
+            p = tasks.rotate_inputs(sets[PromptSet(dist, Split.TEST)], rot[dist])
+            rotated[dist] = ev.mse(ev.predict(model, p), p)
+        measured[name] = (mse, rotated, curves)
 
     # α_eff: the mixture prior that best explains each model's predictions (test prompts of both kinds)
-    both = bayes.BayesTerms(*(torch.cat([getattr(terms["cont_test"], f), getattr(terms["disc_test"], f)])
+    both = bayes.BayesTerms(*(torch.cat([getattr(terms[CONT_TEST], f), getattr(terms[DISC_TEST], f)])
                               for f in ("ridge", "dmmse", "llr")))
-    num["alpha_eff"], metrics["alpha_fit"] = {}, {}
+    evals = {}
     for name, model in models.items():
-        preds = torch.cat([ev.predict(model, sets["cont_test"]), ev.predict(model, sets["disc_test"])])
+        preds = torch.cat([ev.predict(model, cont), ev.predict(model, sets[DISC_TEST])])
         a, alphas, dist = ev.fit_alpha(preds, both, cfg.alpha_grid)
-        num["alpha_eff"][name] = a
-        metrics["alpha_fit"][name] = {"alphas": _curve(alphas), "distance": [float(v) for v in dist]}
         # does the transform act on the model as on the Bayes predictor with that α_eff?
-        for c in scales:
-            t = ev.bayes_on_scaled(sets["cont_test"], w_disc, cfg.sigma, c)
-            num["bayes_scaled"].setdefault(f"alpha_eff_{name}", {})[str(c)] = ev.mse(t.mixture(a), sets["cont_test"])
+        at_alpha = {c: ev.mse(ev.bayes_on_scaled(cont, w_disc, cfg.sigma, c).mixture(a), cont) for c in scales}
+        evals[name] = ModelEval(*measured[name], alpha_eff=a,
+                                alpha_fit=AlphaFit(_curve(alphas), [float(v) for v in dist]),
+                                bayes_at_alpha_eff=at_alpha)
 
     # distance sweep: tasks w_k + δ, δ ~ N(0, s² I)
     gs = tasks.make_generator(seed + 3 * EVAL_SEED_OFFSET)
@@ -191,47 +175,49 @@ def evaluate_models(cfg: SyntheticConfig, models: dict[str, InContextRegressor],
     for s in cfg.distance_spreads:
         p = tasks.sample_near_discrete(cfg.eval_prompts, s, w_disc, cfg.n_points, cfg.sigma, gs, dtype=torch.float64)
         t = bayes.batched_terms(p.xs, p.ys, w_disc, cfg.sigma)
-        row = {"s": s, **{name: ev.mse(ev.predict(m, p), p) for name, m in models.items()},
-               "ridge": ev.mse(t.ridge, p), "mixture_pretrain": ev.mse(t.mixture(cfg.alpha_pretrain), p),
-               "mixture_finetune": ev.mse(t.mixture(cfg.alpha_finetune), p)}
-        sweep.append(row)
-    num["distance_sweep"] = sweep
-    return num, metrics
+        sweep.append(DistanceRow(s, {name: ev.mse(ev.predict(m, p), p) for name, m in models.items()},
+                                 {Reference.RIDGE: ev.mse(t.ridge, p),
+                                  Reference.MIXTURE_PRETRAIN: ev.mse(t.mixture(cfg.alpha_pretrain), p),
+                                  Reference.MIXTURE_FINETUNE: ev.mse(t.mixture(cfg.alpha_finetune), p)}))
+    return Evaluation(list(range(cfg.n_points)), evals, BayesEval(ref_mse, ref_curves, p_disc, scaled), sweep)
 
 
-def summarise(cfg: SyntheticConfig, preset: str, seed: int, num: dict, seconds: float) -> dict:
+def summarise(cfg: SyntheticConfig, preset: str, seed: int, e: Evaluation, seconds: float) -> dict:
     """``summary.json``: the schema of the issue, plus derived forgetting / recovery numbers."""
-    m = num["mse"]
-    val = m["finetuned"]["cont_val"]
+    pretrained, finetuned = e.models["pretrained"], e.models["finetuned"]
+    val = finetuned.mse[CONT_VAL]
     c_star = float(min(val, key=lambda c: (val[c], float(c))))  # chosen on validation prompts only
-    pre, fin = m["pretrained"]["cont_test"]["1.0"], m["finetuned"]["cont_test"]["1.0"]
-    conj = m["finetuned"]["cont_test"][str(c_star)]
-    pre_c = m["pretrained"]["cont_test"][str(c_star)]
+    pre, fin = pretrained.mse[CONT_TEST][1.0], finetuned.mse[CONT_TEST][1.0]
+    conj = finetuned.mse[CONT_TEST][c_star]
+    pre_c = pretrained.mse[CONT_TEST][c_star]
     gap = fin - pre
+    b = e.bayes.mse
+    cont, disc = Dist.CONT, Dist.DISC
     return {
         "preset": preset, "seed": seed, "d": cfg.d, "n_points": cfg.n_points,
         "cont_mse": {"pretrained": pre, "finetuned": fin, "finetuned_conjugate": conj},
-        "disc_mse": {"pretrained": m["pretrained"]["disc_test"]["1.0"],
-                     "finetuned": m["finetuned"]["disc_test"]["1.0"]},
-        "bayes": {"ridge_cont": num["bayes"]["ridge_cont"],
-                  "mixture_pretrain_cont": num["bayes"]["mixture_pretrain_cont"],
-                  "dmmse_disc": num["bayes"]["dmmse_disc"],
-                  "mixture_finetune_cont": num["bayes"]["mixture_finetune_cont"],
-                  "mixture_pretrain_disc": num["bayes"]["mixture_pretrain_disc"],
-                  "ridge_disc": num["bayes"]["ridge_disc"]},
+        "disc_mse": {"pretrained": pretrained.mse[DISC_TEST][1.0], "finetuned": finetuned.mse[DISC_TEST][1.0]},
+        "bayes": {"ridge_cont": b[(Reference.RIDGE, cont)],
+                  "mixture_pretrain_cont": b[(Reference.MIXTURE_PRETRAIN, cont)],
+                  "dmmse_disc": b[(Reference.DMMSE, disc)],
+                  "mixture_finetune_cont": b[(Reference.MIXTURE_FINETUNE, cont)],
+                  "mixture_pretrain_disc": b[(Reference.MIXTURE_PRETRAIN, disc)],
+                  "ridge_disc": b[(Reference.RIDGE, disc)]},
         "conjugate_scale": c_star,
-        "implicit_alpha": num["alpha_eff"],
-        "distance_sweep": [{k: r[k] for k in ("s", "pretrained", "finetuned", "ridge")} for r in num["distance_sweep"]],
+        "implicit_alpha": {name: m.alpha_eff for name, m in e.models.items()},
+        "distance_sweep": [{"s": r.s, "pretrained": r.models["pretrained"], "finetuned": r.models["finetuned"],
+                            "ridge": r.references[Reference.RIDGE]} for r in e.distance_sweep],
         "seconds": seconds,
         # derived, for reading the result at a glance
         "forgetting_ratio": fin / pre,
         "recovered_fraction": (fin - conj) / gap if gap > 0 else None,
         "pretrained_conjugate_cont": pre_c,
         "recovered_fraction_net": ((fin - conj) - (pre - pre_c)) / gap if gap > 0 else None,
-        "rotation_control": {name: {"cont": m[name]["cont_rotated"], "disc": m[name]["disc_rotated"]}
+        "rotation_control": {name: {"cont": e.models[name].rotated[cont], "disc": e.models[name].rotated[disc]}
                              for name in ("pretrained", "finetuned")},
-        "cont_mse_by_scale": {name: m[name]["cont_test"] for name in ("pretrained", "finetuned")},
-        "bayes_cont_mse_by_scale": num["bayes_scaled"],
+        "cont_mse_by_scale": {name: scale_numbers(e.models[name].mse[CONT_TEST])
+                              for name in ("pretrained", "finetuned")},
+        "bayes_cont_mse_by_scale": e.bayes_scaled_numbers(),
     }
 
 
@@ -254,19 +240,20 @@ def run_synthetic(cfg: SyntheticConfig, out: str | Path, *, preset: str = "custo
             summary, metrics_json = saved
         else:
             t_eval = time.perf_counter()
-            num, metrics = evaluate_models(cfg, {"pretrained": pre, "finetuned": fin}, seed)
+            evaluation = evaluate_models(cfg, {"pretrained": pre, "finetuned": fin}, seed)
             run.mark_done("evaluate", {"seconds": time.perf_counter() - t_eval})
             stage_seconds = sum(read_json(run.path(".stages", f"{s}.done")).get("seconds", 0.0)
                                 for s in ("pretrain", "finetune", "evaluate"))
-            summary = summarise(cfg, preset, seed, num, stage_seconds)
+            summary = summarise(cfg, preset, seed, evaluation, stage_seconds)
             summary["throughput"] = {s: {k: read_json(run.path(".stages", f"{s}.done")).get(k)
                                          for k in ("steps_per_s", "tokens_per_s")} for s in ("pretrain", "finetune")}
             summary["pretrain_reused"] = "reused_from" in read_json(run.path(".stages", "pretrain.done"))
-            write_json(run.path("metrics.json"), {"numbers": num, **metrics})
-            write_json(run.path("summary.json"), summary)
+            write_json(run.path("metrics.json"), evaluation.to_json())
             metrics_json = read_json(run.path("metrics.json"))  # the figures read what a rerun reads
         plots.study_figures(run.path("figures"), metrics_json, summary, cfg)
         write_report(run, summary, cfg)
+        if saved is None:  # last: a folder with summary.json is a finished run (sweeps skip it)
+            write_json(run.path("summary.json"), summary)
         summary["wall_seconds_this_call"] = time.perf_counter() - t0
         return summary
 

@@ -6,7 +6,8 @@
     'hello world'
 
 Families: ``leetspeak``, ``piglatin`` (classic, lossy inverse), ``piglatin-marked`` (exact), ``rot13``,
-``base64``, ``reverse``, and ``translate:<lang>[@<translator>]`` (see :mod:`conjugate.transforms.translate`).
+``base64``, ``reverse``, and ``translate:<lang>[@<translator>]`` (see :mod:`conjugate.transforms.translate`;
+the model-backed translators, ``hf:`` and ``llm:``, are :mod:`conjugate.lm.translators`).
 """
 
 from __future__ import annotations
@@ -14,19 +15,16 @@ from __future__ import annotations
 from . import ciphers, leetspeak, piglatin, translate  # noqa: F401  (each registers its transforms)
 from .base import Compose, NotInvertibleError, Transform, TransformError, available, get_transform, register
 from .translate import (
-    HFTranslator,
-    LLMTranslator,
     TableTranslator,
     TranslateTransform,
     TranslationError,
     Translator,
     get_translator,
+    register_translator,
 )
 
 __all__ = [
     "Compose",
-    "HFTranslator",
-    "LLMTranslator",
     "NotInvertibleError",
     "TableTranslator",
     "Transform",
@@ -38,4 +36,5 @@ __all__ = [
     "get_transform",
     "get_translator",
     "register",
+    "register_translator",
 ]

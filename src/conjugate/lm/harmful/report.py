@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ...runs import atomic_write_text, write_figure
-from ..report import pct
+from ..report import conjugate_table, pct
 from .judge import LABELS
 
 N_BOOT = 2000
@@ -82,7 +82,10 @@ def table_markdown(summary: dict, judge: str) -> str:
 
 
 def write_table(summary: dict, judge: str, path: str | Path) -> Path:
-    return atomic_write_text(path, table_markdown(summary, judge))
+    """``table.md``: the rates table, and with transforms the answer rate under each (no model text)."""
+    extra = "\n" + conjugate_table(summary["conjugate"], "Answer rate under conjugate transforms") \
+        if "conjugate" in summary else ""
+    return atomic_write_text(path, table_markdown(summary, judge) + extra)
 
 
 def plot_answer_rates(summary: dict, path: str | Path, judge: str = "") -> Path:

@@ -31,6 +31,7 @@ so a rerun against the same model on another port resumes.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
@@ -40,6 +41,8 @@ from pathlib import Path
 from typing import Any
 
 from ...runs import RunDir, append_jsonl, atomic_write_text, read_json, read_jsonl, write_json
+from ..pipeline import Arm, Item, Record, make_arms, open_cached, run_pipeline
+from ..pipeline import summarise as arms_summary
 from ..runner import ProgressBar, release, salvage
 from .data import HarmfulInputError, Instruction, load_instructions, load_translated, sample_items
 from .judge import Judge, JudgeItem, Verdict, get_judge, phrase_languages, strip_url
@@ -222,12 +225,18 @@ def run_study(
     batch_size: int | str = "auto",
     show_progress: bool = True,
     load: Callable[..., Any] | None = None,
+    transforms: Sequence[str] = (),
+    cache: str | Path | bool = True,
 ) -> dict:
     """Run (or resume) the study and write every output file; returns the summary plus run counts.
 
     ``translator`` is a spec for :func:`conjugate.transforms.get_translator` or a Translator; ``judge`` a spec
     for :func:`.judge.get_judge` or a judge; ``load`` maps a model spec and options to a Backend (default
-    :func:`conjugate.lm.load.load_backend`; tests pass fakes).
+    :func:`conjugate.lm.load.load_backend`; tests pass fakes). Every model answer goes through the request
+    cache (``cache``: True for the default one, a path, or False). ``transforms``: conjugate transforms applied
+    on top of every language's prompt (:mod:`conjugate.lm.pipeline`); each reply is mapped back with the
+    transform's inverse (where there is one) and judged, and ``summary["conjugate"]`` has the answer rate per
+    (model, language, transform) with 95 % intervals.
     """
     langs = parse_langs(langs)
     if not models:
@@ -239,16 +248,19 @@ def run_study(
         raise HarmfulInputError(f"--max-new-tokens must be >= 1, got {max_new_tokens}")
     if not (batch_size == "auto" or (isinstance(batch_size, int) and batch_size >= 1)):
         raise HarmfulInputError(f"--batch-size must be 'auto' or a positive integer, got {batch_size!r}")
-    if load is None:
-        from ..load import load_backend as load
+    try:
+        arms = make_arms(transforms)
+    except ValueError as e:
+        raise HarmfulInputError(str(e)) from None
+    opener = open_cached(cache, lambda spec: backend_options(spec, system_prompt, batch_size), load)
     items = load_instructions(input)
     selected = sample_items(items, sample, seed)
     if isinstance(translator, str):
-        from ...transforms import get_translator
+        from ..translators import get_translator
 
         translator = get_translator(translator)
     judge = get_judge(judge)
-    with RunDir(out, "harmful run") as run:
+    with RunDir(out, "harmful run") as run, contextlib.closing(opener):
         responses = run.path("responses.jsonl")
         if redact and any("response" in r for r in read_jsonl(responses)):
             raise HarmfulInputError(f"{responses} already holds model text from a run without --redact; "
@@ -262,7 +274,8 @@ def run_study(
                   "translated": str(translated) if translated is not None else None,
                   "translator": no_userinfo(getattr(translator, "name", "?")) if translator is not None else None,
                   "judge": judge.name, "max_new_tokens": max_new_tokens, "system_prompt": system_prompt,
-                  "redact": redact, "batch_size": batch_size}
+                  "redact": redact, "batch_size": batch_size, "transforms": [a.spec for a in arms],
+                  "cache": str(opener.path) if opener.path else None}
         run.write_config(config, seed)
         atomic_write_text(run.path("prompts.jsonl"), "".join(
             json.dumps({"lang": lang, "id": it.id, "prompt_en": it.prompt, "prompt": prompts[(lang, it.id)]},
@@ -291,17 +304,51 @@ def run_study(
             write(rows)
             done.update({(key, r["lang"], r["id"]): r for r in rows})
 
-        generated = _generate(models, keys, todo, prompts, lambda spec: load(spec, **backend_options(
-            spec, system_prompt, batch_size)), max_new_tokens, chunk, label_and_store, show_progress)
+        generated = _generate(models, keys, todo, prompts, opener, max_new_tokens, chunk, label_and_store,
+                              show_progress)
         relabelled = _relabel(done, judge, prompts, en, write, chunk)
         final = [done[(k, lang, it.id)] for k in keys for lang in langs for it in selected]
         summary = summarise(final, keys, langs, seed)
         summary["judge"] = judge.name
+        if len(arms) > 1:
+            summary["conjugate"] = _conjugate(selected, langs, prompts, models, keys, arms, opener, judge,
+                                              max_new_tokens, chunk, run, redact, seed, show_progress)
         write_json(run.path("summary.json"), summary)
         write_table(summary, judge.name, run.path("table.md"))
         plot_answer_rates(summary, run.path("figures", "answer_rate.png"), judge.name)
         run.mark_done("harmful", {"generated": generated, "relabelled": relabelled})
         return {**summary, "generated": generated, "reused": len(final) - generated, "relabelled": relabelled}
+
+
+def _conjugate(selected: Sequence[Instruction], langs: Sequence[str], prompts: dict[tuple[str, str], str],
+               models: Sequence[str], keys: Sequence[str], arms: Sequence[Arm], opener: Any, judge: Judge,
+               max_new_tokens: int, chunk: int, run: RunDir, redact: bool, seed: int, show_progress: bool) -> dict:
+    """Every prompt under every transform arm (the identity arm again, from the cache), each reply mapped back
+    and judged in the prompt's language; the records go to ``conjugate.jsonl`` (its text to ``private/`` with
+    ``redact``). Returns the pipeline summary of the answer rate."""
+    en = {it.id: it.prompt for it in selected}
+    items = [Item(f"{lang}:{it.id}", prompts[(lang, it.id)], None, lang, meta={"en": en[it.id]})
+             for lang in langs for it in selected]
+
+    def score(batch: Sequence[Item], records: Sequence[Record]) -> list[dict[str, Any]]:
+        verdicts = judge.judge([JudgeItem(r.answer_text, it.lang, it.prompt, it.meta["en"])
+                                for it, r in zip(batch, records, strict=True)])
+        return [{"label": v.label, "answered": v.label == "ANSWER", "reason": v.reason} for v in verdicts]
+
+    by_spec = dict(zip(models, keys, strict=True))
+    records, _ = run_pipeline(items, models, arms, score, open_backend=opener, max_new_tokens=max_new_tokens,
+                              stop=(), chunk=chunk, show_progress=show_progress, label="harmful: transforms")
+    rows = []
+    for r in records:
+        r.model = by_spec[r.model]
+        row = r.to_json()
+        rows.append({k: v for k, v in row.items() if k not in ("prompt", "output", "mapped")} if redact else row)
+    atomic_write_text(run.path("conjugate.jsonl"), "".join(json.dumps(x, ensure_ascii=False) + "\n" for x in rows))
+    if redact:
+        atomic_write_text(run.path("private", "conjugate_text.jsonl"), "".join(
+            json.dumps({k: r.to_json()[k] for k in ("model", "item", "transform", "prompt", "output", "mapped")},
+                       ensure_ascii=False) + "\n" for r in records))
+    return arms_summary(records, keys, arms, "answered", seed=seed)
 
 
 def _generate(models: Sequence[str], keys: Sequence[str], todo: dict[str, list[tuple[str, str]]],

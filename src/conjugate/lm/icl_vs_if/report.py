@@ -6,7 +6,7 @@ import math
 from pathlib import Path
 
 from ...runs import atomic_write_text, write_figure
-from ..report import pct, short_name
+from ..report import conjugate_table, pct, short_name
 
 
 def table_markdown(summary: dict) -> str:
@@ -42,7 +42,10 @@ def table_markdown(summary: dict) -> str:
 
 
 def write_table(summary: dict, path: str | Path) -> Path:
-    return atomic_write_text(path, table_markdown(summary))
+    """``table.md``: the ICL table, and with transforms the conjugate-prompting table."""
+    extra = "\n" + conjugate_table(summary["conjugate"], "ICL accuracy under conjugate prompting") \
+        if "conjugate" in summary else ""
+    return atomic_write_text(path, table_markdown(summary) + extra)
 
 
 def plot_accuracy(summary: dict, path: str | Path) -> Path:

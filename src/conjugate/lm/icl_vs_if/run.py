@@ -1,30 +1,38 @@
-"""Run the ICL-vs-IF study: generate with each model, score, and write the run folder.
+"""Run the ICL-vs-IF study on the study pipeline (:mod:`conjugate.lm.pipeline`): the prompts are the items,
+:func:`.score.score_row` the scorer, and this module the report.
 
 Files in ``out``:
 
 - ``data.jsonl`` — the prompts used (after ``limit``), for provenance;
-- ``outputs.jsonl`` — one row per (model, prompt): ``model, id, prompt_sha, max_new_tokens, output``, appended
-  chunk by chunk as generation proceeds. A rerun reuses every row whose prompt hash and ``max_new_tokens``
-  still match, so an interrupted run resumes and loses at most the chunk in flight;
-- ``scores.csv`` — per prompt and model: answers, output, ``icl_correct``, ``if_follow`` (see :mod:`.score`);
-- ``summary.json`` — accuracy and IF rate per model and language, prompt counts, drops, and how many outputs
-  were generated now versus reused;
+- ``outputs.jsonl`` — one row per (model, transform, prompt): ``model, id, transform, prompt_sha,
+  max_new_tokens, output`` and, under a transform, ``mapped`` (``s⁻¹(output)``, what is scored) and ``inverse``;
+  appended chunk by chunk as answers come in, then rewritten whole at the end. Answers also go to the request
+  cache, which is what a rerun resumes from: an interrupted run loses at most the chunk in flight, and a
+  finished one sends nothing and loads no model;
+- ``scores.csv`` — per prompt and model (identity arm): answers, output, ``icl_correct``, ``if_follow``;
+- ``summary.json`` — accuracy and IF rate per model and language, prompt counts, drops, how many outputs were
+  generated now versus taken from the cache, and with ``--transform`` a ``conjugate`` block: accuracy per
+  (model, language, transform) with bootstrap 95 % intervals and the share of the base → tuned drop that each
+  transform recovers;
 - ``table.md`` and ``figures/icl_accuracy.png``; ``config.json`` with provenance.
 
-Prompts are sent to the backend in chunks sorted by length (longest first), so each chunk pads little and an
-out-of-memory error shows up at once. Greedy decoding, cut at the first newline.
+Prompts are sent in chunks sorted by length (longest first), so each chunk pads little and an out-of-memory
+error shows up at once. Greedy decoding, cut at the first newline. A transform applies on top of the prompt's
+language; the output is mapped back with the transform's inverse before it is scored.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ...runs import RunDir, atomic_write_text, read_jsonl, write_json
-from ..runner import ProgressBar, in_chunks, release
+from ...runs import RunDir, append_jsonl, atomic_write_text, write_json
+from ..pipeline import IDENTITY, Item, Record, make_arms, open_cached, per_record, run_pipeline, summarise
 from .build import build_dataset, load_dataset, write_dataset
 from .report import plot_accuracy, write_table
 from .score import aggregate, score_row, scores_csv
@@ -53,16 +61,6 @@ def limit_rows(rows: Sequence[dict], limit: int | None) -> list[dict]:
     return out
 
 
-def load_cache(path: Path, rows: Sequence[dict], max_new_tokens: int) -> dict[tuple[str, str], str]:
-    """(model, id) → output for finished generations that match the current prompts and settings."""
-    want = {r["id"]: prompt_sha(r["prompt"]) for r in rows}
-    cache = {}
-    for rec in read_jsonl(path):
-        if want.get(rec.get("id")) == rec.get("prompt_sha") and rec.get("max_new_tokens") == max_new_tokens:
-            cache[(rec["model"], rec["id"])] = rec["output"]
-    return cache
-
-
 def backend_options(spec: str, batch_size: int | str, chat: bool) -> dict[str, Any]:
     """Options for ``load_backend``: raw prompts unless ``chat`` (the paper used raw text for every model);
     ``openai-chat:`` specs are chat models by definition."""
@@ -74,19 +72,22 @@ def backend_options(spec: str, batch_size: int | str, chat: bool) -> dict[str, A
     return opts
 
 
-def generate_missing(backend: Any, model: str, rows: Sequence[dict], outputs: Path, cache: dict,
-                     max_new_tokens: int, chunk: int, advance: Callable[[int], None]) -> int:
-    """Generate every prompt of ``rows`` not in ``cache``; append each chunk's outputs as it completes."""
-    def generate(part: Sequence[dict]) -> list[dict]:
-        outs = backend.generate([r["prompt"] for r in part], max_new_tokens, stop=STOP)
-        if len(outs) != len(part):
-            raise RuntimeError(f"{model}: backend returned {len(outs)} outputs for {len(part)} prompts")
-        return [{"model": model, "id": r["id"], "prompt_sha": prompt_sha(r["prompt"]),
-                 "max_new_tokens": max_new_tokens, "output": o} for r, o in zip(part, outs, strict=True)]
+def items_of(rows: Sequence[dict]) -> list[Item]:
+    """The study's prompts as pipeline items (the whole row kept as ``meta`` for the scorer)."""
+    return [Item(r["id"], r["prompt"], r["icl_answer"], r["lang"], meta=r) for r in rows]
 
-    done = in_chunks([r for r in rows if (model, r["id"]) not in cache], chunk, generate, outputs, advance)
-    cache.update({(model, r["id"]): r["output"] for r in done})
-    return len(done)
+
+def score(item: Item, record: Record) -> dict[str, Any]:
+    """ICL-correct and instruction-following, on the mapped-back output (:func:`.score.score_row`)."""
+    return score_row(item.meta, record.answer_text, record.model)
+
+
+def output_row(r: Record, max_new_tokens: int) -> dict[str, Any]:
+    row = {"model": r.model, "id": r.item, "transform": r.transform, "prompt_sha": prompt_sha(r.prompt),
+           "max_new_tokens": max_new_tokens, "output": r.output}
+    if r.transform != IDENTITY:
+        row.update(mapped=r.mapped, inverse=r.inverse)
+    return row
 
 
 def run_study(
@@ -100,11 +101,15 @@ def run_study(
     chat: bool = False,
     show_progress: bool = True,
     load: Callable[..., Any] | None = None,
+    transforms: Sequence[str] = (),
+    cache: str | Path | bool = True,
 ) -> dict:
-    """Generate (resuming), score and report. ``models[0]`` is the base model, the rest tuned ones.
+    """Generate (resuming from the request cache), score and report. ``models[0]`` is the base model, the rest
+    tuned ones; ``transforms``: conjugate transform specs run beside the identity arm.
 
     ``data``: a prompts JSONL (``build``'s output); None builds the default set with ``seed``. ``load`` maps a
     spec and options to a Backend (default :func:`conjugate.lm.load.load_backend`; tests pass fakes).
+    ``cache``: True (the default request cache), a path, or False (send everything).
     """
     if not models:
         raise ValueError("no models given")
@@ -114,37 +119,32 @@ def run_study(
         raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
     if not (batch_size == "auto" or (isinstance(batch_size, int) and batch_size >= 1)):
         raise ValueError(f"batch_size must be 'auto' or a positive integer, got {batch_size!r}")
-    if load is None:
-        from ..load import load_backend as load
     rows = limit_rows(load_dataset(data) if data is not None else build_dataset(seed=seed), limit)
-    with RunDir(out, "icl-vs-if run") as run:
+    arms = make_arms(transforms, needs_inverse=True)
+    opener = open_cached(cache, lambda spec: backend_options(spec, batch_size, chat), load)
+    with RunDir(out, "icl-vs-if run") as run, contextlib.closing(opener):
         config = {"study": "icl_vs_if", "models": list(models), "data": str(data) if data else "default",
                   "limit": limit, "batch_size": batch_size, "max_new_tokens": max_new_tokens, "chat": chat,
-                  "n_prompts": len(rows)}
+                  "n_prompts": len(rows), "transforms": [a.spec for a in arms],
+                  "cache": str(opener.path) if opener.path else None}
         run.write_config(config, seed)
         write_dataset(rows, run.path("data.jsonl"))
         outputs = run.path("outputs.jsonl")
-        cache = load_cache(outputs, rows, max_new_tokens)
-        cached = sum((m, r["id"]) in cache for m in models for r in rows)
+        outputs.unlink(missing_ok=True)  # rewritten from the answers of this run (the cache holds them all)
         chunk = batch_size if isinstance(batch_size, int) else DEFAULT_CHUNK
-        progress = ProgressBar(show_progress, len(models) * len(rows) - cached, "icl-vs-if")
-        generated = 0
-        try:
-            for model in models:
-                if all((model, r["id"]) in cache for r in rows):
-                    continue
-                progress.describe(f"loading {model}")
-                backend = load(model, **backend_options(model, batch_size, chat))
-                progress.describe(model)
-                generated += generate_missing(backend, model, rows, outputs, cache, max_new_tokens, chunk,
-                                              progress.advance)
-                release(backend)
-                del backend
-        finally:
-            progress.close()
-        scored = [score_row(r, cache[(m, r["id"])], m) for m in models for r in rows]
+        items = items_of(rows)
+        records, counts = run_pipeline(
+            items, models, arms, per_record(score), open_backend=opener, max_new_tokens=max_new_tokens, stop=STOP,
+            chunk=chunk, show_progress=show_progress, label="icl-vs-if",
+            on_records=lambda part: append_jsonl(outputs, [output_row(r, max_new_tokens) for r in part]))
+        atomic_write_text(outputs, "".join(json.dumps(output_row(r, max_new_tokens), ensure_ascii=False) + "\n"
+                                           for r in records))
+        scored = [r.result for r in records if r.transform == IDENTITY]
+        generated, cached = sum(c["misses"] for c in counts.values()), sum(c["hits"] for c in counts.values())
         summary = aggregate(scored, models)
         summary.update(generated=generated, cached=cached, max_new_tokens=max_new_tokens)
+        if len(arms) > 1:
+            summary["conjugate"] = summarise(records, models, arms, "icl_correct", seed=seed)
         atomic_write_text(run.path("scores.csv"), scores_csv(scored))
         write_json(run.path("summary.json"), summary)
         write_table(summary, run.path("table.md"))

@@ -6,7 +6,7 @@ import math
 from pathlib import Path
 
 from ...runs import atomic_write_text, write_figure
-from ..report import pct, short_name
+from ..report import conjugate_table, pct, short_name
 
 MODE_TITLES = {"generate": "greedy generation, output starts with the label word",
                "loglik": "argmax of the three label log-likelihoods"}
@@ -63,7 +63,10 @@ def table_markdown(summary: dict) -> str:
 
 
 def write_table(summary: dict, path: str | Path) -> Path:
-    return atomic_write_text(path, table_markdown(summary))
+    """``table.md``: the accuracy table, and with transforms one conjugate-prompting table per mode."""
+    extra = "".join("\n" + conjugate_table(block, f"XNLI [{mode}] under conjugate prompting")
+                    for mode, block in summary.get("conjugate", {}).items())
+    return atomic_write_text(path, table_markdown(summary) + extra)
 
 
 def plot_accuracy(summary: dict, path: str | Path) -> Path:

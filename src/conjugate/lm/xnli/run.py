@@ -1,41 +1,44 @@
-"""Run the XNLI study: score each model in generate and/or loglik mode, resumably, and write the run folder.
+"""Run the XNLI study on the study pipeline (:mod:`conjugate.lm.pipeline`): each (item, mode) is a pipeline
+item — a generation for ``generate``, a three-way choice for ``loglik`` — :func:`.score.rescore` the scorer, and
+this module the report.
 
 Files in ``out``:
 
 - ``config.json`` — settings, the templates used and provenance (``RunDir.write_config``);
-- ``predictions.jsonl`` — one row per (model, mode, lang, idx), appended batch by batch as they are produced:
-  ``model, mode, lang, idx, sha, label, gold`` and, for ``generate``, ``output, pred, correct, correct_exact,
-  max_new_tokens``; for ``loglik``, ``scores`` (the three summed log-probabilities, by label id), ``pred,
-  correct``. ``pred`` is a label id (``None`` when a generated output starts with no label word). ``sha`` hashes
-  what the model's answer depends on (the prompt and ``max_new_tokens``, or the prompt and the three
-  continuations): a rerun reuses every row whose key and hash match (the latest such row wins) and computes only
-  the rest, so an interrupted run loses at most the batch in flight. The gold label is not part of the hash: a
-  reused row keeps its ``output``/``scores`` and is scored again against the current label (``correct`` in the
-  file is the score at the time it was written; the summary never reads it);
+- ``predictions.jsonl`` — one row per (model, transform, mode, lang, idx), appended batch by batch as answers
+  come in, then rewritten whole at the end: ``model, transform, mode, lang, idx, sha, label, gold`` and, for
+  ``generate``, ``output, pred, correct, correct_exact, max_new_tokens`` (under a transform also ``mapped``,
+  ``s⁻¹(output)``, which is what is scored, and ``inverse``); for ``loglik``, ``scores`` (the three summed
+  log-probabilities, by label id), ``pred, correct``. ``pred`` is a label id (``None`` when a generated output
+  starts with no label word). Model answers are kept in the request cache, which is what a rerun resumes from;
+  whatever depends on the gold label is recomputed from the current data on every run;
 - ``summary.json`` — ``accuracy[mode][model][lang]``, ``stderr``, ``n[lang]``, ``agreement[model][lang]`` (both
   modes), ``drop[mode][model][lang]`` (base − tuned), ``valid_rate`` and ``accuracy_exact_rule`` (generate),
-  and how many predictions were computed now versus reused (see :func:`.score.summarise`);
+  how many answers were computed now versus taken from the cache, and with ``--transform`` a ``conjugate``
+  block per mode: accuracy per (model, language, transform) with bootstrap 95 % intervals and the recovered
+  share of the base → tuned drop;
 - ``table.md`` and ``figures/xnli_accuracy.png``.
 
-Items go to the backend in batches sorted by prompt length (longest first), so a batch pads little and an
-out-of-memory error shows up at once. Prompts are sent as raw text (no chat template), as in the paper. In loglik
-mode a local model runs each prompt once for its three continuations (:mod:`.choices`).
+Items go to the backend in batches sorted by prompt length (longest first). Prompts are sent as raw text (no
+chat template), as in the paper. Under a transform the prompt (and, in loglik mode, each label continuation) is
+transformed; a generated answer is mapped back before it is scored.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ...runs import RunDir, read_jsonl, write_json
-from ..runner import ProgressBar, in_chunks, release
-from .choices import choice_logliks
+from ...runs import RunDir, append_jsonl, atomic_write_text, write_json
+from ..pipeline import IDENTITY, Item, Record, make_arms, open_cached, per_record, run_pipeline
+from ..pipeline import summarise as arms_summary
 from .data import load_items
 from .report import plot_accuracy, write_table
-from .score import MODES, is_prediction, rescore, summarise
+from .score import MODES, rescore, summarise
 from .templates import TEMPLATES, XNLIInputError, continuations, make_prompt, parse_langs
 
 DEFAULT_CHUNK = 64
@@ -53,23 +56,9 @@ def resolve_modes(mode: str) -> list[str]:
 
 
 def row_sha(mode: str, prompt: str, lang: str, max_new_tokens: int) -> str:
-    """What a prediction depends on, hashed."""
+    """What a prediction depends on, hashed (recorded in each row, for provenance)."""
     what = [prompt, max_new_tokens] if mode == "generate" else [prompt, list(continuations(lang))]
     return hashlib.sha256(json.dumps(what, ensure_ascii=False).encode("utf-8")).hexdigest()[:16]
-
-
-def load_done(path: Path, shas: dict[tuple[str, str, int], str]) -> dict[tuple, dict]:
-    """(model, mode, lang, idx) → the latest stored row whose hash matches the current item."""
-    done = {}
-    for row in read_jsonl(path):
-        try:
-            key = (row["model"], row["mode"], row["lang"], row["idx"])
-        except KeyError as e:
-            raise ValueError(f"{path}: a row lacks field {e.args[0]}; is this a predictions file of `xnli run`?")\
-                from None
-        if shas.get((row["mode"], row["lang"], row["idx"])) == row.get("sha") and is_prediction(row):
-            done[key] = row
-    return done
 
 
 def backend_options(spec: str, batch_size: int | str, device: str, dtype: str) -> dict[str, Any]:
@@ -83,34 +72,25 @@ def backend_options(spec: str, batch_size: int | str, device: str, dtype: str) -
     return opts
 
 
-def generate_rows(backend: Any, model: str, part: Sequence[dict], max_new_tokens: int) -> list[dict]:
-    """Greedy outputs for a batch of items, scored."""
-    outs = backend.generate([it["prompt"] for it in part], max_new_tokens, stop=STOP)
-    if len(outs) != len(part):
-        raise RuntimeError(f"{model}: backend returned {len(outs)} outputs for {len(part)} prompts")
-    return [rescore({"model": model, "mode": "generate", "lang": it["lang"], "idx": it["idx"],
-                     "sha": it["sha"]["generate"], "output": out, "max_new_tokens": max_new_tokens}, it)
-            for it, out in zip(part, outs, strict=True)]
+def items_of(items: Sequence[dict], modes: Sequence[str]) -> list[Item]:
+    """The XNLI items of every mode as pipeline items (a three-way choice in loglik mode)."""
+    return [Item(f"{m}:{it['lang']}:{it['idx']}", it["prompt"], it["label"], it["lang"],
+                 choices=tuple(continuations(it["lang"])) if m == "loglik" else (), meta={"mode": m, **it})
+            for m in modes for it in items]
 
 
-def loglik_rows(backend: Any, model: str, part: Sequence[dict]) -> list[dict]:
-    """One batched scoring of the three label continuations of every item (the prompt run once per item on a
-    local model, see :mod:`.choices`); prediction = argmax."""
-    scores = choice_logliks(backend, [it["prompt"] for it in part], [continuations(it["lang"]) for it in part])
-    return [rescore({"model": model, "mode": "loglik", "lang": it["lang"], "idx": it["idx"],
-                     "sha": it["sha"]["loglik"], "scores": s}, it) for it, s in zip(part, scores, strict=True)]
-
-
-def predict_missing(backend: Any, model: str, mode: str, todo: Sequence[dict], path: Path, done: dict,
-                    chunk: int, max_new_tokens: int, advance: Callable[[int], None]) -> int:
-    """Predict every item of ``todo`` (longest prompt first), appending each batch's rows as it completes."""
-    def predict(part: Sequence[dict]) -> list[dict]:
-        return generate_rows(backend, model, part, max_new_tokens) if mode == "generate" else \
-            loglik_rows(backend, model, part)
-
-    rows = in_chunks(todo, chunk, predict, path, advance)
-    done.update({(model, mode, r["lang"], r["idx"]): r for r in rows})
-    return len(rows)
+def prediction_row(r: Record, item: Item, max_new_tokens: int) -> dict[str, Any]:
+    """A ``predictions.jsonl`` row for one record, scored against the item's current label."""
+    it, mode = item.meta, item.meta["mode"]
+    row: dict[str, Any] = {"model": r.model, "transform": r.transform, "mode": mode, "lang": it["lang"],
+                           "idx": it["idx"], "sha": it["sha"][mode]}
+    if mode == "generate":
+        row.update(output=r.answer_text, max_new_tokens=max_new_tokens)
+        if r.transform != IDENTITY:
+            row.update(raw_output=r.output, inverse=r.inverse)
+    else:
+        row.update(scores=r.scores)
+    return rescore(row, it)
 
 
 def run_study(
@@ -126,13 +106,16 @@ def run_study(
     dtype: str = "auto",
     show_progress: bool = True,
     load: Callable[..., Any] | None = None,
+    transforms: Sequence[str] = (),
+    cache: str | Path | bool = True,
 ) -> dict:
-    """Predict (resuming), score and report. ``models[0]`` is the base model, the rest code-tuned ones.
+    """Predict (resuming from the request cache), score and report. ``models[0]`` is the base model, the rest
+    code-tuned ones; ``transforms``: conjugate transform specs run beside the identity arm.
 
     ``data``: see :func:`.data.load_items`; ``langs``: codes (default: the paper's four for the hub, every
     language of a local file); ``limit``: the first N items of each language. ``load`` maps a spec and options to
-    a Backend (default :func:`conjugate.lm.load.load_backend`; tests pass wrappers). Bad input raises
-    :class:`XNLIInputError` (a ``ValueError``).
+    a Backend (default :func:`conjugate.lm.load.load_backend`; tests pass wrappers). ``cache``: True (the default
+    request cache), a path, or False. Bad input raises :class:`XNLIInputError` (a ``ValueError``).
     """
     if not models:
         raise XNLIInputError("no models given")
@@ -145,45 +128,42 @@ def run_study(
         raise XNLIInputError(f"batch_size must be 'auto' or a positive integer, got {batch_size!r}")
     modes = resolve_modes(mode)
     lang_list = parse_langs(langs) if langs is not None else None
-    if load is None:
-        from ..load import load_backend as load
+    try:
+        arms = make_arms(transforms, needs_inverse="generate" in modes)
+    except ValueError as e:
+        raise XNLIInputError(str(e)) from None
     items = load_items(data, lang_list, limit)
     for it in items:
         it["prompt"] = make_prompt(it["lang"], it["premise"], it["hypothesis"])
         it["sha"] = {m: row_sha(m, it["prompt"], it["lang"], max_new_tokens) for m in MODES}
     used = list(dict.fromkeys(it["lang"] for it in items))
+    opener = open_cached(cache, lambda spec: backend_options(spec, batch_size, device, dtype), load)
 
-    with RunDir(out, "xnli run") as run:
+    with RunDir(out, "xnli run") as run, contextlib.closing(opener):
         config = {"study": "xnli", "models": list(models), "data": str(data), "langs": used, "limit": limit,
                   "mode": mode, "batch_size": batch_size, "max_new_tokens": max_new_tokens, "device": device,
-                  "dtype": dtype, "n_items": len(items), "templates": {lang: TEMPLATES[lang] for lang in used}}
+                  "dtype": dtype, "n_items": len(items), "templates": {lang: TEMPLATES[lang] for lang in used},
+                  "transforms": [a.spec for a in arms], "cache": str(opener.path) if opener.path else None}
         run.write_config(config, seed=0)
         path = run.path("predictions.jsonl")
-        done = load_done(path, {(m, it["lang"], it["idx"]): it["sha"][m] for it in items for m in MODES})
-        missing = {(model, m): [it for it in items if (model, m, it["lang"], it["idx"]) not in done]
-                   for model in models for m in modes}
-        reused = sum(len(items) - len(v) for v in missing.values())
+        path.unlink(missing_ok=True)  # rewritten from this run's answers (the cache holds them all)
         chunk = batch_size if isinstance(batch_size, int) else DEFAULT_CHUNK
-        progress = ProgressBar(show_progress, sum(len(v) for v in missing.values()), "xnli")
-        computed = 0
-        try:
-            for model in models:
-                if not any(missing[(model, m)] for m in modes):
-                    continue
-                progress.describe(f"loading {model}")
-                backend = load(model, **backend_options(model, batch_size, device, dtype))
-                try:
-                    for m in modes:
-                        progress.describe(f"{model} [{m}]")
-                        computed += predict_missing(backend, model, m, missing[(model, m)], path, done, chunk,
-                                                    max_new_tokens, progress.advance)
-                finally:
-                    release(backend)
-                    del backend
-        finally:
-            progress.close()
-        summary = summarise(done.values(), items, models, modes)
+        pipeline_items = items_of(items, modes)
+        by_id = {it.id: it for it in pipeline_items}
+        records, counts = run_pipeline(
+            pipeline_items, models, arms, per_record(lambda it, r: prediction_row(r, it, max_new_tokens)),
+            open_backend=opener, max_new_tokens=max_new_tokens, stop=STOP, chunk=chunk, show_progress=show_progress,
+            label="xnli", on_records=lambda part: append_jsonl(
+                path, [prediction_row(r, by_id[r.item], max_new_tokens) for r in part]))
+        rows = [r.result for r in records]
+        computed, reused = sum(c["misses"] for c in counts.values()), sum(c["hits"] for c in counts.values())
+        conjugate = {m: arms_summary([r for r in records if by_id[r.item].meta["mode"] == m], models, arms, "correct")
+                     for m in modes} if len(arms) > 1 else {}
+        atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+        summary = summarise([r for r in rows if r["transform"] == IDENTITY], items, models, modes)
         summary.update(computed=computed, reused=reused, max_new_tokens=max_new_tokens, data=str(data))
+        if conjugate:
+            summary["conjugate"] = conjugate
         write_json(run.path("summary.json"), summary)
         write_table(summary, run.path("table.md"))
         plot_accuracy(summary, run.path("figures", "xnli_accuracy.png"))

@@ -1,4 +1,5 @@
-"""Pretraining and fine-tuning: one training loop with exact, resumable checkpoints.
+"""The training loop every study shares (pretraining, fine-tuning, instruction tuning), with exact, resumable
+checkpoints, and the safetensors checkpoints of its models.
 
 Batches are sampled fresh on the training device at every step from a generator seeded by
 ``(seed, stage, step)``, and the learning rate is a pure function of the step, so a run resumed from a
@@ -24,16 +25,14 @@ import torch
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from safetensors.torch import load_file
 
-from ..runs import StateError, append_jsonl, atomic_write_bytes, atomic_write_text, read_jsonl
-from .model import InContextRegressor, ModelConfig
-from .tasks import Prompts
+from .runs import StateError, append_jsonl, atomic_write_bytes, atomic_write_text, read_jsonl
 
-Sampler = Callable[[int, torch.Generator], Prompts]
 LossFn = Callable[[Callable[..., torch.Tensor], Any], torch.Tensor]  # (forward, batch) -> scalar loss
 
 
-def mse_loss(forward: Callable[..., torch.Tensor], batch: Prompts) -> torch.Tensor:
-    """The regression loss: mean squared error of ``forward(xs, ys)`` against ``ys`` over all positions."""
+def mse_loss(forward: Callable[..., torch.Tensor], batch: Any) -> torch.Tensor:
+    """The in-context regression loss (the default of :func:`train_stage`): mean squared error of
+    ``forward(xs, ys)`` against ``ys`` over all positions, for a batch with ``xs`` and ``ys``."""
     return torch.mean((forward(batch.xs, batch.ys).float() - batch.ys) ** 2)
 
 
@@ -78,8 +77,8 @@ def step_generator(seed: int, stage: str, step: int, device: torch.device | str)
 
 # ---- checkpoints ---------------------------------------------------------------------------------------
 
-def save_model(path: str | Path, model: InContextRegressor, meta: dict | None = None) -> Path:
-    """A model checkpoint (safetensors) carrying its ``ModelConfig`` (and ``meta``) in the header."""
+def save_model(path: str | Path, model: torch.nn.Module, meta: dict | None = None) -> Path:
+    """A model checkpoint (safetensors) carrying its config (``model.cfg.to_dict()``) and ``meta`` in the header."""
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     header = {"model_config": json.dumps(model.cfg.to_dict()), "meta": json.dumps(meta or {})}
     return _atomic_safetensors(path, tensors, header)
@@ -129,12 +128,6 @@ def load_checkpoint(path: str | Path, what: str,
     except (KeyError, TypeError, ValueError, RuntimeError) as e:
         raise StateError(f"{path}: not a {what} checkpoint ({e})") from None
     return model, meta
-
-
-def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[InContextRegressor, dict]:
-    """Load a checkpoint written by :func:`save_model` (safetensors only: no pickle)."""
-    model, meta = load_checkpoint(path, "conjugate model", lambda cfg, _: InContextRegressor(ModelConfig(**cfg)))
-    return model.to(device), meta
 
 
 def _atomic_safetensors(path: str | Path, tensors: dict[str, torch.Tensor], header: dict[str, str]) -> Path:
@@ -295,7 +288,7 @@ def train_stage(
     return stats
 
 
-def finish_stage(model: InContextRegressor, spec: StageSpec, workdir: str | Path, meta: dict) -> Path:
+def finish_stage(model: torch.nn.Module, spec: StageSpec, workdir: str | Path, meta: dict) -> Path:
     """Write the stage's final model checkpoint and drop its resume state."""
     workdir = Path(workdir)
     path = save_model(workdir / "checkpoints" / f"{spec.name}.safetensors", model, meta)
@@ -303,5 +296,5 @@ def finish_stage(model: InContextRegressor, spec: StageSpec, workdir: str | Path
     return path
 
 
-__all__ = ["StageSpec", "train_stage", "finish_stage", "save_model", "load_model", "lr_at", "Interrupted",
-           "Diverged", "mse_loss", "LossFn"]
+__all__ = ["StageSpec", "train_stage", "finish_stage", "save_model", "load_checkpoint", "tensor_digest", "lr_at",
+           "step_generator", "Interrupted", "Diverged", "mse_loss", "LossFn"]
