@@ -31,7 +31,25 @@ def batch_size(raw: str) -> int | str:
 TRANSFORM_HELP = ("conjugate transform spec run beside the prompts as they are (repeatable), e.g. leetspeak, "
                   "rot13, piglatin-marked, base64, leetspeak+base64, translate:fr@table:DIR")
 CACHE_HELP = "request cache file (default: $CONJUGATE_CACHE/requests.sqlite, CONJUGATE_CACHE=~/.cache/conjugate)"
+BOS_HELP = ("put the tokenizer's BOS token before each prompt (--bos) or not (--no-bos: the paper's setup); "
+            "default: the tokenizer's own behaviour for raw text (local models)")
 NO_CACHE_HELP = "send every request to the model and store nothing (default: answers come from the request cache)"
+
+
+SETUPS = ("default", "paper")
+SETUP_HELP = "default | paper: the authors' setup for what this option list does not set otherwise (see the README)"
+
+
+def setup_value(setup: str, option: str, given: Any, paper: Any, default: Any) -> Any:
+    """The value of ``option`` under ``--setup``: ``paper`` imposes the authors' value (an explicit other value is
+    a usage error, exit 2), ``default`` takes the given value or the study's default."""
+    if setup not in SETUPS:
+        raise fail(f"unknown --setup {setup!r}; choose {' or '.join(SETUPS)}")
+    if setup == "paper":
+        if given is not None and given != paper:
+            raise fail(f"{option} {given!r} conflicts with --setup paper, which uses {paper!r}")
+        return paper
+    return default if given is None else given
 
 
 def cache_setting(cache: Any, no_cache: bool) -> Any:

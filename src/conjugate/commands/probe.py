@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from .common import BOS_HELP, cache_setting
 from .common import batch_size as _batch_size
 from .common import fail as _fail
 
@@ -21,6 +22,7 @@ def main(
     max_new_tokens: int = typer.Option(32, help="greedy tokens generated per prompt (cut at the first newline)"),
     batch_size: str = typer.Option("auto", help="prompts per model call: auto or N"),
     chat: bool = typer.Option(False, help="wrap prompts in the model's chat template (local models)"),
+    bos: bool | None = typer.Option(None, "--bos/--no-bos", help=BOS_HELP),
     cache: Path = typer.Option(None, help="request cache file (default: $CONJUGATE_CACHE/requests.sqlite)"),
     no_cache: bool = typer.Option(False, "--no-cache", help="send every request; store nothing"),
     seed: int = typer.Option(0, help="seed of the bootstrap intervals"),
@@ -38,8 +40,8 @@ def main(
     try:
         models = resolve_models(model)
         s = run_probe(data, models, out, scorer=scorer, transforms=transform, max_new_tokens=max_new_tokens,
-                      batch_size=size, chat=chat, cache=False if no_cache else (cache or True), seed=seed,
-                      show_progress=not quiet)
+                      batch_size=size, chat=chat, cache=cache_setting(cache, no_cache), seed=seed,
+                      show_progress=not quiet, bos=bos)
     except (PipelineInputError, BackendError) as e:
         raise _fail(str(e)) from None
     for line in conjugate_lines(s):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from .common import CACHE_HELP, NO_CACHE_HELP, TRANSFORM_HELP, cache_setting
+from .common import BOS_HELP, CACHE_HELP, NO_CACHE_HELP, TRANSFORM_HELP, cache_setting, setup_value
 from .common import batch_size as _batch_size
 from .common import fail as _fail
 
@@ -23,12 +23,16 @@ def run(
     langs: str | None = typer.Option(None, help="comma-separated languages (default: en,fr,es,de for hf, "
                                                 "every language of a local file)"),
     limit: int | None = typer.Option(None, min=1, help="use only the first N items of each language"),
-    mode: str = typer.Option("generate", help="generate (the paper's metric) | loglik | both"),
+    mode: str | None = typer.Option(None, help="generate (the paper's metric) | loglik | both [default: generate]"),
+    setup: str = typer.Option("default", help="default | paper: the authors' decoding — raw text, no BOS token, "
+                                              "generate mode, 10 greedy tokens"),
     batch_size: str = typer.Option("auto", help="items per model call: auto or N"),
-    max_new_tokens: int = typer.Option(10, min=1, help="greedy tokens generated per item (generate mode)"),
+    max_new_tokens: int | None = typer.Option(None, min=1, help="greedy tokens generated per item (generate "
+                                                                "mode) [default: 10]"),
     device: str = typer.Option("auto", help="auto | cpu | cuda (local models)"),
     dtype: str = typer.Option("auto", help="auto | float32 | bfloat16 | float16 (local models)"),
     transform: list[str] = typer.Option([], "--transform", help=TRANSFORM_HELP),
+    bos: bool | None = typer.Option(None, "--bos/--no-bos", help=BOS_HELP),
     cache: Path | None = typer.Option(None, help=CACHE_HELP),
     no_cache: bool = typer.Option(False, "--no-cache", help=NO_CACHE_HELP),
     quiet: bool = typer.Option(False, help="no progress bar"),
@@ -40,12 +44,16 @@ def run(
     from ..lm.xnli import XNLIInputError, resolve_modes, run_study
 
     size = _batch_size(batch_size)
+    mode = setup_value(setup, "--mode", mode, "generate", "generate")
+    max_new_tokens = setup_value(setup, "--max-new-tokens", max_new_tokens, 10, 10)
+    bos = setup_value(setup, "--bos/--no-bos", bos, False, None)
     try:
         resolve_modes(mode)
         models = resolve_models(model)
         summary = run_study(models, out, data=data, langs=langs, limit=limit, mode=mode, batch_size=size,
                             max_new_tokens=max_new_tokens, device=device, dtype=dtype, show_progress=not quiet,
-                            transforms=transform, cache=cache_setting(cache, no_cache))
+                            transforms=transform, cache=cache_setting(cache, no_cache), bos=bos,
+                            setup=setup)
     except (XNLIInputError, BackendError, ValueError, FileNotFoundError) as e:
         raise _fail(str(e)) from None
     for m in summary["modes"]:

@@ -95,6 +95,10 @@ class HFBackend:
     studies that must send raw text to a base model pass ``chat=False``. ``system_prompt`` is added as a system
     turn in chat mode. The template applies to :meth:`generate` only; :meth:`loglikelihood` and :meth:`choices`
     score raw text. ``batch_size="auto"`` starts at a per-device default and halves on CUDA out-of-memory.
+    ``bos``: whether the tokenizer's special tokens (a BOS token, for tokenizers that add one) go before a prompt
+    — ``None`` (default) as the tokenizer does for raw text and not under a chat template, ``False`` never (the
+    paper's setup: ``tokenizer(prompts, add_special_tokens=False)``), ``True`` always. It is part of the
+    backend's identity in the request cache.
     """
 
     def __init__(
@@ -108,6 +112,7 @@ class HFBackend:
         revision: str | None = None,
         safetensors_only: bool = False,
         show_progress: bool = False,
+        bos: bool | None = None,
     ):
         self._transformers = transformers = require_transformers()
         self.name = str(path_or_id)
@@ -126,6 +131,7 @@ class HFBackend:
         if chat and not has_template:
             raise BackendError(f"{self.name}: chat=True but the tokenizer has no chat_template")
         self.chat = has_template if chat is None else bool(chat)
+        self.bos = bos
 
     def __repr__(self) -> str:
         return f"HFBackend({self.name!r}, device={self.device!r}, dtype={self.dtype}, chat={self.chat})"
@@ -145,7 +151,7 @@ class HFBackend:
         An empty prompt becomes the start token; a prompt too long for the context window keeps its end.
         """
         texts = [self.format_prompt(p) for p in prompts]
-        encoded = self.tokenizer(texts, add_special_tokens=not self.chat)["input_ids"]
+        encoded = self.tokenizer(texts, add_special_tokens=self._special_tokens())["input_ids"]
         limit = _max_len(self.model, self.tokenizer)
         keep = limit - max_new_tokens if limit else None
         if keep is not None and keep < 1:
@@ -156,6 +162,11 @@ class HFBackend:
             ids = ids or [self._start_token()]
             out.append(ids[-keep:] if keep else ids)
         return out
+
+    def _special_tokens(self) -> bool:
+        """Whether the tokenizer adds its special tokens (a BOS) to a prompt: ``bos`` when set; otherwise for raw
+        text yes (the tokenizer's default) and for a chat template no (the template brings its own)."""
+        return (not self.chat) if self.bos is None else bool(self.bos)
 
     def _start_token(self) -> int:
         tok = self.tokenizer
@@ -199,8 +210,9 @@ class HFBackend:
         token merges across the boundary, context and continuation are tokenised separately instead.
         """
         context, continuation = split_context(context, continuation)
-        ctx = self.tokenizer(context)["input_ids"]
-        whole = self.tokenizer(context + continuation)["input_ids"]
+        special = self.bos is not False  # raw text: the tokenizer's own start token unless bos=False
+        ctx = self.tokenizer(context, add_special_tokens=special)["input_ids"]
+        whole = self.tokenizer(context + continuation, add_special_tokens=special)["input_ids"]
         if whole[: len(ctx)] == ctx and len(whole) > len(ctx):
             ids, n_cont = whole, len(whole) - len(ctx)
         else:

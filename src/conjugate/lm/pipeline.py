@@ -351,6 +351,19 @@ def _paired_share_ci(base: np.ndarray, tuned: np.ndarray, transformed: np.ndarra
 
 # ---- models behind the request cache ----------------------------------------------------------------------
 
+def text_backend_options(spec: str, batch_size: int | str, chat: bool, bos: bool | None = None) -> dict[str, Any]:
+    """Backend options of a study that sends raw text prompts: raw unless ``chat`` (``openai-chat:`` specs are
+    chat models by definition), the batch size when fixed, ``bos`` (local models) when set."""
+    opts: dict[str, Any] = {"show_progress": False}
+    if isinstance(batch_size, int):
+        opts["batch_size"] = batch_size
+    if not spec.startswith("openai-chat:"):
+        opts["chat"] = chat
+    if bos is not None:
+        opts["bos"] = bos
+    return opts
+
+
 @dataclass
 class Opener:
     """Opens each model spec as a :class:`~conjugate.lm.cache.CachedBackend` on one request cache (``path``;

@@ -39,6 +39,7 @@ from .pipeline import (
     per_record,
     run_pipeline,
     summarise,
+    text_backend_options,
 )
 from .report import conjugate_table, short_name
 
@@ -151,7 +152,7 @@ def make_scorer(name: str) -> Scorer:
 def run_probe(data: str | Path, models: Sequence[str], out: str | Path, *, scorer: str = "exact",
               transforms: Sequence[str] = (), max_new_tokens: int = 32, batch_size: int | str = "auto",
               chat: bool = False, cache: str | Path | None | bool = True, seed: int = 0, show_progress: bool = True,
-              load: Callable[..., Any] | None = None) -> dict[str, Any]:
+              load: Callable[..., Any] | None = None, bos: bool | None = None) -> dict[str, Any]:
     """Run (or resume, from the request cache) the probe and write the run folder; returns the summary.
 
     ``models[0]`` is the base model. ``cache``: True for the default request cache, a path, or False (no cache:
@@ -167,11 +168,11 @@ def run_probe(data: str | Path, models: Sequence[str], out: str | Path, *, score
     arms = make_arms(transforms, needs_inverse=scorer in NEEDS_INVERSE)
     score = make_scorer(scorer)
     chunk = batch_size if isinstance(batch_size, int) else 32
-    opener = open_cached(cache, lambda spec: _backend_options(spec, batch_size, chat), load)
+    opener = open_cached(cache, lambda spec: text_backend_options(spec, batch_size, chat, bos), load)
     with RunDir(out, "probe") as run, contextlib.closing(opener):
         run.write_config({"study": "probe", "data": str(data), "models": list(models), "scorer": scorer,
                           "transforms": [a.spec for a in arms], "max_new_tokens": max_new_tokens,
-                          "batch_size": batch_size, "chat": chat, "n_items": len(items),
+                          "batch_size": batch_size, "chat": chat, "bos": bos, "n_items": len(items),
                           "cache": str(opener.path) if opener.path else None}, seed)
         records, counts = run_pipeline(items, models, arms, score, open_backend=opener, max_new_tokens=max_new_tokens,
                                        stop=("\n",), chunk=chunk, show_progress=show_progress, label="probe")
@@ -185,15 +186,6 @@ def run_probe(data: str | Path, models: Sequence[str], out: str | Path, *, score
         plot(summary, run.path("figures", "probe.png"))
         run.mark_done("probe", {"sent": summary["sent"], "cached": summary["cached"]})
     return summary
-
-
-def _backend_options(spec: str, batch_size: int | str, chat: bool) -> dict[str, Any]:
-    opts: dict[str, Any] = {"show_progress": False}
-    if isinstance(batch_size, int):
-        opts["batch_size"] = batch_size
-    if not spec.startswith("openai-chat:"):
-        opts["chat"] = chat
-    return opts
 
 
 # ---- the report ----------------------------------------------------------------------------------------------

@@ -5,7 +5,8 @@
     >>> t.invert(t.apply("hello world"))
     'hello world'
 
-Families: ``leetspeak``, ``piglatin`` (classic, lossy inverse), ``piglatin-marked`` (exact), ``rot13``,
+Families: ``leetspeak``, ``piglatin`` (classic, lossy inverse), ``piglatin-marked`` (exact), ``leetspeak:authors``
+and ``piglatin:authors`` (the tools behind the paper's sentence files, lossy inverses), ``rot13``,
 ``base64``, ``reverse``, and ``translate:<lang>[@<translator>]`` (see :mod:`conjugate.transforms.translate`;
 the model-backed translators, ``hf:`` and ``llm:``, are :mod:`conjugate.lm.translators`).
 """

@@ -9,8 +9,9 @@ A conjugate transform ``s`` changes how a prompt looks while keeping its task; t
 - :meth:`Transform.invert` raises :class:`NotInvertibleError` when no inverse exists at all, and
   :class:`TransformError` when the text is not something the transform could have produced.
 
-Specs are strings: a registered name (``"leetspeak"``), a name with an argument (``"translate:fr"``), or a
-composition with ``+`` applied left to right (``"leetspeak+base64"``: leetspeak first, then Base64).
+Specs are strings: a registered name (``"leetspeak"``), a name with an argument (``"translate:fr"``), a name
+with one of its named variants (``"leetspeak:authors"``), or a composition with ``+`` applied left to right
+(``"leetspeak+base64"``: leetspeak first, then Base64).
 """
 
 from __future__ import annotations
@@ -107,24 +108,35 @@ class Compose(Transform):
 
 @dataclass(frozen=True)
 class Entry:
-    """A registered transform family: ``make(arg, **options)`` builds one; ``usage`` shows its spec form."""
+    """A registered transform family: ``make(arg, **options)`` builds one; ``usage`` shows its spec form.
+
+    ``variants`` names the optional arguments a family without ``needs_arg`` accepts (``leetspeak:authors``);
+    ``make`` gets ``None`` for the plain name and the variant's name otherwise."""
 
     make: Callable[..., Transform]
     usage: str
     needs_arg: bool = False
+    variants: tuple[str, ...] = ()
 
 
 _REGISTRY: dict[str, Entry] = {}
 
 
-def register(name: str, make: Callable[..., Transform], usage: str | None = None, needs_arg: bool = False) -> None:
-    """Add a transform family under ``name`` (``make(arg, **options)``; ``arg`` is the text after ``:``)."""
-    _REGISTRY[name] = Entry(make, usage or name, needs_arg)
+def register(name: str, make: Callable[..., Transform], usage: str | None = None, needs_arg: bool = False,
+             variants: Sequence[str] = ()) -> None:
+    """Add a transform family under ``name`` (``make(arg, **options)``; ``arg`` is the text after ``:``).
+
+    ``variants``: the arguments the family optionally takes (each also listed by :func:`available`)."""
+    if needs_arg and variants:
+        raise ValueError(f"transform {name!r}: a family takes a free argument or named variants, not both")
+    _REGISTRY[name] = Entry(make, usage or name, needs_arg, tuple(v.lower() for v in variants))
 
 
 def available() -> list[str]:
-    """The spec forms of every registered transform, e.g. ``["base64", ..., "translate:<lang>"]``."""
-    return sorted(e.usage for e in _REGISTRY.values())
+    """The spec forms of every registered transform and variant, e.g. ``["base64", ..., "leetspeak",
+    "leetspeak:authors", ..., "translate:<lang>"]``."""
+    return sorted([e.usage for e in _REGISTRY.values()]
+                  + [f"{name}:{v}" for name, e in _REGISTRY.items() for v in e.variants])
 
 
 def get_transform(spec: str, **options: Any) -> Transform:
@@ -142,11 +154,18 @@ def get_transform(spec: str, **options: Any) -> Transform:
 
 def _one(spec: str, options: dict[str, Any]) -> Transform:
     name, sep, arg = spec.partition(":")
-    entry = _REGISTRY.get(name.strip().lower())
+    key = name.strip().lower()
+    entry = _REGISTRY.get(key)
     if entry is None:
         raise TransformError(f"unknown transform {name!r}; valid transforms: {', '.join(available())}")
     if entry.needs_arg and not arg.strip():
         raise TransformError(f"transform {name!r} needs an argument: {entry.usage}")
+    if entry.variants and sep:
+        variant = arg.strip().lower()
+        if variant not in entry.variants:
+            forms = ", ".join([key] + [f"{key}:{v}" for v in entry.variants])
+            raise TransformError(f"unknown variant {arg.strip()!r} of transform {name!r}; valid variants: {forms}")
+        return entry.make(variant, **options)
     if not entry.needs_arg and sep:
         raise TransformError(f"transform {name!r} takes no argument (got {spec!r})")
     return entry.make(arg.strip() if sep else None, **options)

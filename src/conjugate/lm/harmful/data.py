@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import random
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,13 +89,26 @@ def _read_jsonl(path: Path, text: str) -> list[str]:
     return out
 
 
-def sample_items(items: list[Instruction], n: int | None, seed: int) -> list[Instruction]:
-    """``n`` items drawn without replacement with ``seed`` (all items when ``n`` is None or ≥ their count),
-    in input order. The same (input, n, seed) always gives the same sample."""
+SAMPLE_METHODS = ("project", "authors")
+
+
+def sample_items(items: list[Instruction], n: int | None, seed: int, method: str = "project") -> list[Instruction]:
+    """``n`` items drawn without replacement with ``seed`` (all items when ``n`` is None or ≥ their count).
+
+    ``project``: a NumPy draw, in input order. ``authors``: the authors' selection — Python's
+    ``random.seed(seed)``, ``random.shuffle`` of the lines, the first ``n``, in shuffled order (the paper:
+    seed 10, n = 100; a shuffle depends only on the number of lines, so aligned files in every language give the
+    same instructions). The same (input, n, seed, method) always gives the same sample."""
+    if method not in SAMPLE_METHODS:
+        raise HarmfulInputError(f"unknown --sample-method {method!r}; choose {' or '.join(SAMPLE_METHODS)}")
+    if n is not None and n < 1:
+        raise HarmfulInputError(f"--sample must be >= 1, got {n}")
+    if method == "authors":
+        order = list(range(len(items)))
+        random.Random(seed).shuffle(order)
+        return [items[i] for i in order[:n]]
     if n is None or n >= len(items):
         return list(items)
-    if n < 1:
-        raise HarmfulInputError(f"--sample must be >= 1, got {n}")
     picked = np.random.default_rng(seed).choice(len(items), size=n, replace=False)
     return [items[i] for i in sorted(picked.tolist())]
 

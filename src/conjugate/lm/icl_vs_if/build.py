@@ -1,4 +1,5 @@
-"""Build the ICL-vs-instruction-following prompts (SPEC §2a).
+"""Build the ICL-vs-instruction-following prompts (SPEC §2a): the paper's own 2,800 from the authors' sentence
+files (:func:`build_authors_dataset`), or the project's own set from its own corpus (:func:`build_dataset`).
 
 Each prompt names an in-context task in its instruction, shows ``shots`` exemplars of it, and ends with a
 query that is bait for instruction following::
@@ -15,18 +16,34 @@ query that is bait for instruction following::
     Output:
 
 ICL tasks: ``repeat`` (the input unchanged) and ``capitalize`` (``str.upper`` of the input). Queries (the
-"IF task"): ``math`` — an arithmetic question (``plus``/``minus``/``times`` of two integers in 4..20, the
-larger first for ``minus``); ``fillblank`` — a corpus sentence whose first word is replaced by as many
-underscores as it has characters. The ICL answer is the query's first word under the ICL task (``What`` /
-``WHAT``, or the underscores); the instruction-following answer is the result (``84``) or the missing word
-under the ICL task (``Birds`` / ``BIRDS``), as in the authors' release.
+"IF task"): ``math`` — an arithmetic question (``plus``/``minus``/``times`` of two integers in 4..20);
+``fillblank`` — a sentence whose first word is replaced by as many underscores as it has characters. The ICL
+answer is the query's first word under the ICL task (``What`` / ``WHAT``, or the underscores); the
+instruction-following answer is the result (``84``) or the missing word under the ICL task (``Birds`` /
+``BIRDS``), as in the authors' release.
 
-Languages: the corpus languages of :mod:`conjugate.data` (``en fr es nl hu``) and two encodings of English,
-``leet`` and ``piglatin``, made by applying :mod:`conjugate.transforms` to every English piece (instruction,
-labels, sentences, question templates — numbers stay digits), as the paper did.
+**The paper's prompts** (:func:`build_authors_dataset`, ``build --authors DIR``): the authors' algorithm
+(their ``icl_vs_if/create_datasets.py``) run on their sentence files ``random_sentences_<lang>.txt`` (500
+aligned lines in ``en fr es nl hu ls pl``; ``ls`` is our ``leet``, ``pl`` our ``piglatin``), which the project
+does not ship: per (language, task) ``random.seed(10)``, then 100 × ``random.sample(sentences, 3)`` (two
+exemplars and the query sentence), and for ``math`` three more draws ``randint(4, 20)``, ``randint(4, 20)``,
+``randint(0, 2)`` (plus, minus, times — ``minus`` may be negative); their per-language instructions, labels
+and questions (:data:`AUTHORS_PACKS`). The prompts are theirs byte for byte. The row's answers are theirs
+*without* the one leading space the authors store (their ``icl_ans`` is ``" " + icl_answer``), as for the
+project's own rows: :func:`.score.icl_correct` accepts an output with or without one leading space and
+:func:`.score.legacy_answer` strips that space from released CSVs, so both score the same.
 
-Sampling is paired across languages: prompt ``i`` of a task uses the same sentence indices, operation and
-numbers in every language, so per-language differences are not sampling noise. A seed fixes everything.
+**The project's own prompts** (:func:`build_dataset`, the default of ``build``): the same layout and tasks on
+the project's own 160-sentence corpus — not the paper's sentences. Languages: the corpus languages of
+:mod:`conjugate.data` (``en fr es nl hu``) and two encodings of English, ``leet`` and ``piglatin``, made by
+applying :mod:`conjugate.transforms` to every English piece (instruction, labels, sentences, question
+templates — numbers stay digits), as the paper did. ``minus`` puts the larger number first. Sampling is paired
+across languages: prompt ``i`` of a task uses the same sentence indices, operation and numbers in every
+language, so per-language differences are not sampling noise. A seed fixes everything.
+
+Both give rows ``id, icl_task, if_task, lang, shots, prompt, icl_answer, if_answer`` with ids
+``<icl_task>-<if_task>-<lang>-<i:04d>`` (``i``: the row's index in its (task, language) cell), task-major
+then language, in the order of :data:`TASKS` and :data:`LANGS`.
 """
 
 from __future__ import annotations
@@ -166,7 +183,8 @@ def make_row(pack: PromptPack, task: str, i: int, draw: Draw, shots: int) -> dic
 
 def build_dataset(langs: Sequence[str] | str | None = None, tasks: Sequence[str] | str | None = None,
                   n: int = 100, shots: int = 2, seed: int = 0) -> list[dict]:
-    """All prompts, task-major then language; defaults reproduce the paper (4 tasks × 7 languages × 100)."""
+    """The project's own prompts from its own corpus, task-major then language; the defaults have the paper's
+    layout (4 tasks × 7 languages × 100) but not its sentences (those are :func:`build_authors_dataset`'s)."""
     langs = parse_list(langs, LANGS, "language")
     tasks = parse_list(tasks, TASKS, "task")
     if n < 1:
@@ -184,6 +202,136 @@ def build_dataset(langs: Sequence[str] | str | None = None, tasks: Sequence[str]
         for lang in langs:
             rows += [make_row(packs[lang], task, i, d, shots) for i, d in enumerate(task_draws)]
     return rows
+
+
+# ---------------------------------------------------------------- the paper's prompts, from the authors' files
+
+AUTHORS_LANG = {"en": "en", "fr": "fr", "es": "es", "nl": "nl", "hu": "hu", "leet": "ls", "piglatin": "pl"}
+AUTHORS_ICL = {"repeat": "repeat", "capitalize": "capslock"}
+AUTHORS_IF = {"math": "math", "fillblank": "startblank"}
+AUTHORS_SEED, AUTHORS_N, AUTHORS_SHOTS, AUTHORS_RANGE = 10, 100, 2, (4, 20)
+AUTHORS_OPS: tuple[Callable[[int, int], int], ...] = (operator.add, operator.sub, operator.mul)  # randint(0, 2)
+
+
+@dataclass(frozen=True)
+class AuthorsPack:
+    """The authors' pieces for one language: labels with their trailing space, ``{a} {op} {b}`` question."""
+
+    instructions: dict[str, str]  # by our ICL task name, without the "\n\n" that follows
+    input_label: str
+    output_label: str
+    question: str
+    ops: tuple[str, str, str]  # plus, minus, times
+
+
+AUTHORS_PACKS: dict[str, AuthorsPack] = {
+    "en": AuthorsPack({"repeat": "Repeat the input.", "capitalize": "Capitalize every character."},
+                      "Input: ", "Output: ", "What is {a} {op} {b}?", ("plus", "minus", "times")),
+    "fr": AuthorsPack({"repeat": "Répétez la saisie.", "capitalize": "Mettez chaque caractère en majuscule."},
+                      "Saisir: ", "Sortir: ", "Combien font {a} {op} {b}?", ("plus", "moins", "fois")),
+    "es": AuthorsPack({"repeat": "Repita la entrada.", "capitalize": "Capitalizar cada carácter."},
+                      "Entrada: ", "Salida: ", "¿Cuánto es {a} {op} {b}?", ("más", "menos", "veces")),
+    "nl": AuthorsPack({"repeat": "Herhaal de invoer.", "capitalize": "Geef elk teken een hoofdletter."},
+                      "Invoer: ", "Uitgang: ", "Wat is {a} {op} {b}?", ("plus", "min", "keer")),
+    "hu": AuthorsPack({"repeat": "Ismételje meg a bevitelt.", "capitalize": "Minden karaktert nagybetűvel írj."},
+                      "Bemenet: ", "Kimenet: ", "Mi az a {a} {op} {b}?", ("plusz", "mínusz", "alkalommal")),
+    "leet": AuthorsPack({"repeat": "R3p347 7h3 1npu7.", "capitalize": "C4p174l1z3 3v3rY Ch4r4c73R."},
+                        "1npu7: ", "0u7pu7: ", "Wh47 15 {a} {op} {b}?", ("Plu5", "M1nu5", "71m35")),
+    "piglatin": AuthorsPack({"repeat": "Epeatray ethay inputyay.", "capitalize": "Apitalizecay everyay aracterchay."},
+                            "Inputyay: ", "Outputyay: ", "Atwhay {a} {op} {b}?", ("usplay", "inusmay", "imestay")),
+}
+AUTHORS_LAYOUTS = ("{dir}", "{dir}/sentences", "{dir}/icl_vs_if/sentences")
+
+
+def authors_sentence_dir(folder: str | Path) -> Path:
+    """The folder holding ``random_sentences_<lang>.txt``: ``folder`` itself, its ``sentences/`` (the project's
+    ``shared/authors``) or its ``icl_vs_if/sentences/`` (a clone of the authors' repository)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: no such folder (expected the authors' sentence files "
+                                f"random_sentences_<lang>.txt, or a clone of kothasuhas/understanding-forgetting)")
+    for layout in AUTHORS_LAYOUTS:
+        d = Path(layout.format(dir=folder))
+        if any(d.glob("random_sentences_*.txt")):
+            return d
+    raise FileNotFoundError(f"{folder}: no random_sentences_<lang>.txt here, in sentences/ or in icl_vs_if/sentences/")
+
+
+def read_authors_sentences(folder: str | Path, langs: Sequence[str] | str | None = None) -> dict[str, list[str]]:
+    """Each language's sentences as the authors read them (``open(..., encoding='utf-8')``, every line
+    ``strip('\n')``); errors (``ValueError``/``FileNotFoundError``, one line) for a missing, empty, non-UTF-8 or
+    too short file, an empty line, or files of different lengths (they must be aligned)."""
+    langs = parse_list(langs, LANGS, "language")
+    d = authors_sentence_dir(folder)
+    paths = {lang: d / f"random_sentences_{AUTHORS_LANG[lang]}.txt" for lang in langs}
+    missing = [p.name for p in paths.values() if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"{d}: missing {', '.join(missing)}")
+    out: dict[str, list[str]] = {}
+    for lang, path in paths.items():
+        with io.StringIO(read_text(path, bom=False), newline=None) as f:  # text mode: universal newlines
+            lines = [line.strip("\n") for line in f]
+        if not lines:
+            raise ValueError(f"{path}: empty file")
+        empty = next((i for i, line in enumerate(lines, 1) if not line.strip()), None)
+        if empty is not None:
+            raise ValueError(f"{path}:{empty}: empty line")
+        if len(lines) < AUTHORS_SHOTS + 1:
+            raise ValueError(f"{path}: {len(lines)} sentence(s); a prompt needs {AUTHORS_SHOTS + 1}")
+        out[lang] = lines
+    sizes = {lang: len(lines) for lang, lines in out.items()}
+    if len(set(sizes.values())) > 1:
+        counts = ", ".join(f"{AUTHORS_LANG[lang]} {n}" for lang, n in sizes.items())
+        raise ValueError(f"{d}: sentence files are not aligned (lines: {counts})")
+    return out
+
+
+def authors_prompt(pack: AuthorsPack, icl_task: str, exemplars: Sequence[str], query: str) -> str:
+    """The authors' layout: instruction, blank line, ``<in><s>\n<out><task(s)>`` blocks joined by blank lines,
+    blank line, ``<in><query>\n`` and the output label without its trailing space."""
+    fn = ICL_TASKS[icl_task]
+    shots = "\n\n".join(f"{pack.input_label}{s}\n{pack.output_label}{fn(s)}" for s in exemplars)
+    return (f"{pack.instructions[icl_task]}\n\n{shots}"
+            f"\n\n{pack.input_label}{query}\n{pack.output_label[:-1]}")
+
+
+def authors_cell(lang: str, task: str, sentences: Sequence[str]) -> list[dict]:
+    """The 100 prompts of one (task, language), drawn as the authors did (the seed reset for every cell)."""
+    icl_task, if_task = task.split("-")
+    fn, pack = ICL_TASKS[icl_task], AUTHORS_PACKS[lang]
+    rng = random.Random(AUTHORS_SEED)  # = random.seed(10) on the module's generator
+    rows = []
+    for i in range(AUTHORS_N):
+        *exemplars, query = rng.sample(list(sentences), AUTHORS_SHOTS + 1)
+        if if_task == "math":
+            a, b, op = rng.randint(*AUTHORS_RANGE), rng.randint(*AUTHORS_RANGE), rng.randint(0, 2)
+            query = pack.question.format(a=a, b=b, op=pack.ops[op])
+            icl_answer, if_answer = fn(query.split(" ")[0]), fn(str(AUTHORS_OPS[op](a, b)))
+        else:
+            first, *rest = query.split(" ")
+            blank = "_" * len(first)
+            query = " ".join([blank, *rest])
+            icl_answer, if_answer = fn(blank), fn(first)
+        rows.append({"id": f"{task}-{lang}-{i:04d}", "icl_task": icl_task, "if_task": if_task, "lang": lang,
+                     "shots": AUTHORS_SHOTS, "prompt": authors_prompt(pack, icl_task, exemplars, query),
+                     "icl_answer": icl_answer, "if_answer": if_answer})
+    return rows
+
+
+def build_authors_dataset(folder: str | Path, langs: Sequence[str] | str | None = None,
+                          tasks: Sequence[str] | str | None = None) -> list[dict]:
+    """The paper's prompts (4 tasks × 7 languages × 100 = 2,800 by default) from the authors' sentence files in
+    ``folder`` (see :func:`authors_sentence_dir`), byte for byte; task-major then language. ``langs``/``tasks``
+    select cells; a cell is the same whatever else is selected."""
+    tasks = parse_list(tasks, TASKS, "task")
+    sentences = read_authors_sentences(folder, langs)
+    return [row for task in tasks for lang in sentences for row in authors_cell(lang, task, sentences[lang])]
+
+
+def authors_config(row: dict) -> str:
+    """The row's ``config`` in the authors' CSVs, e.g. ``capslock-startblank-instr-input-ls-2shot``."""
+    return (f"{AUTHORS_ICL[row['icl_task']]}-{AUTHORS_IF[row['if_task']]}-instr-input-"
+            f"{AUTHORS_LANG[row['lang']]}-{row['shots']}shot")
 
 
 def write_dataset(rows: Iterable[dict], path: str | Path) -> Path:

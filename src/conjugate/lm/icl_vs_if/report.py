@@ -7,25 +7,34 @@ from pathlib import Path
 
 from ...runs import atomic_write_text, write_figure
 from ..report import conjugate_table, pct, short_name
+from .score import FILLBLANK_MIN_CHARS
+
+
+def _pairs(summary: dict) -> dict[str, str]:
+    """``{tuned: base}``: the summary's, or (an older summary) every model after the first against the first."""
+    models = summary["models"]
+    return summary.get("pairs", {m: models[0] for m in models[1:]} if "drop" in summary else {})
 
 
 def table_markdown(summary: dict) -> str:
-    """Per language: base accuracy, each tuned model's accuracy and drop; then the IF rates."""
+    """Per language: each model's accuracy, each tuned model's drop against its base; then the IF rates."""
     models, langs = summary["models"], summary["languages"]
-    base, tuned = models[0], models[1:]
+    pairs = _pairs(summary)
     acc, ifr = summary["accuracy"], summary["if_rate"]
-    head = ["language", "n", f"base: {base}"]
-    for m in tuned:
-        head += [f"tuned: {m}", f"drop ({m})"]
-    lines = ["## ICL accuracy (%)", "",
-             "The first model is the base model; drop = base accuracy − tuned accuracy (points).", "",
-             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    default = pairs == {m: models[0] for m in models[1:]}
+    head = ["language", "n"]
+    for m in models:
+        head += [f"tuned: {m}", f"drop ({m})"] if m in pairs else [f"base: {m}"]
+    note = ("The first model is the base model; drop = base accuracy − tuned accuracy (points)." if default else
+            "Each tuned model against its own base: " + ", ".join(f"{b} → {t}" for t, b in pairs.items())
+            + "; drop = base accuracy − tuned accuracy (points).")
+    lines = ["## ICL accuracy (%)", "", note, "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for lang in langs:
-        cells = [lang, str(summary["n"][lang]), pct(acc[base][lang])]
-        for m in tuned:
-            cells += [pct(acc[m][lang]), pct(summary["drop"][m][lang])]
+        cells = [lang, str(summary["n"][lang])]
+        for m in models:
+            cells += [pct(acc[m][lang]), pct(summary["drop"][m][lang])] if m in pairs else [pct(acc[m][lang])]
         lines.append("| " + " | ".join(cells) + " |")
-    for m in tuned:
+    for m in pairs:
         drops = {lang: d for lang, d in summary["drop"][m].items() if not math.isnan(d)}
         top = max(drops.values(), default=0.0)
         if top > 0:
@@ -38,6 +47,16 @@ def table_markdown(summary: dict) -> str:
               "| language | " + " | ".join(models) + " |", "|" + "---|" * (len(models) + 1)]
     for lang in langs:
         lines.append(f"| {lang} | " + " | ".join(pct(ifr[m][lang]) for m in models) + " |")
+    long = summary.get("if_rate_fillblank_3plus")
+    if long is not None and any(summary["n_fillblank_3plus"].values()):
+        k = FILLBLANK_MIN_CHARS
+        lines += ["", f"## Instruction-following rate, fill-in-the-blank with a missing word of ≥ {k} characters (%)",
+                  "", f"A missing word of fewer than {k} characters (`A`, `La`, `My`) appears as a word in many "
+                  "outputs by chance; n = such prompts per language.", "",
+                  "| language | n | " + " | ".join(models) + " |", "|" + "---|" * (len(models) + 2)]
+        for lang in langs:
+            cells = [lang, str(summary["n_fillblank_3plus"][lang]), *(pct(long[m][lang]) for m in models)]
+            lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -56,12 +75,13 @@ def plot_accuracy(summary: dict, path: str | Path) -> Path:
     import matplotlib.pyplot as plt
 
     models, langs = summary["models"], summary["languages"]
+    pairs = _pairs(summary)
     width = 0.8 / max(len(models), 1)
     fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(langs) + 2), 3.6))
     for k, m in enumerate(models):
         xs = [i + (k - (len(models) - 1) / 2) * width for i in range(len(langs))]
         ys = [summary["accuracy"][m][lang] for lang in langs]
-        label = ("base: " if k == 0 else "tuned: ") + short_name(m)
+        label = ("tuned: " if m in pairs else "base: ") + short_name(m)
         ax.bar(xs, ys, width=width, label=label)
     ax.set_xticks(range(len(langs)), langs)
     ax.set_ylim(0, 1)

@@ -33,6 +33,7 @@ from typing import Any
 
 from ...runs import RunDir, append_jsonl, atomic_write_text, write_json
 from ..pipeline import IDENTITY, Item, Record, make_arms, open_cached, per_record, run_pipeline, summarise
+from ..pipeline import text_backend_options as backend_options
 from .build import build_dataset, load_dataset, write_dataset
 from .report import plot_accuracy, write_table
 from .score import aggregate, score_row, scores_csv
@@ -59,17 +60,6 @@ def limit_rows(rows: Sequence[dict], limit: int | None) -> list[dict]:
             seen[key] += 1
             out.append(r)
     return out
-
-
-def backend_options(spec: str, batch_size: int | str, chat: bool) -> dict[str, Any]:
-    """Options for ``load_backend``: raw prompts unless ``chat`` (the paper used raw text for every model);
-    ``openai-chat:`` specs are chat models by definition."""
-    opts: dict[str, Any] = {"show_progress": False}
-    if isinstance(batch_size, int):
-        opts["batch_size"] = batch_size
-    if not spec.startswith("openai-chat:"):
-        opts["chat"] = chat
-    return opts
 
 
 def items_of(rows: Sequence[dict]) -> list[Item]:
@@ -103,13 +93,17 @@ def run_study(
     load: Callable[..., Any] | None = None,
     transforms: Sequence[str] = (),
     cache: str | Path | bool = True,
+    bos: bool | None = None,
+    authors: str | Path | None = None,
+    setup: str = "default",
 ) -> dict:
     """Generate (resuming from the request cache), score and report. ``models[0]`` is the base model, the rest
     tuned ones; ``transforms``: conjugate transform specs run beside the identity arm.
 
     ``data``: a prompts JSONL (``build``'s output); None builds the default set with ``seed``. ``load`` maps a
     spec and options to a Backend (default :func:`conjugate.lm.load.load_backend`; tests pass fakes).
-    ``cache``: True (the default request cache), a path, or False (send everything).
+    ``cache``: True (the default request cache), a path, or False (send everything). ``authors``: the folder of
+    the authors' sentence files, to run on the paper's 2,800 prompts instead of ``data``; ``setup`` is recorded.
     """
     if not models:
         raise ValueError("no models given")
@@ -119,13 +113,19 @@ def run_study(
         raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
     if not (batch_size == "auto" or (isinstance(batch_size, int) and batch_size >= 1)):
         raise ValueError(f"batch_size must be 'auto' or a positive integer, got {batch_size!r}")
-    rows = limit_rows(load_dataset(data) if data is not None else build_dataset(seed=seed), limit)
+    if authors is not None:
+        from .build import build_authors_dataset
+
+        rows = limit_rows(build_authors_dataset(authors), limit)
+    else:
+        rows = limit_rows(load_dataset(data) if data is not None else build_dataset(seed=seed), limit)
     arms = make_arms(transforms, needs_inverse=True)
-    opener = open_cached(cache, lambda spec: backend_options(spec, batch_size, chat), load)
+    opener = open_cached(cache, lambda spec: backend_options(spec, batch_size, chat, bos), load)
     with RunDir(out, "icl-vs-if run") as run, contextlib.closing(opener):
-        config = {"study": "icl_vs_if", "models": list(models), "data": str(data) if data else "default",
+        source = f"authors:{authors}" if authors is not None else (str(data) if data else "default")
+        config = {"study": "icl_vs_if", "setup": setup, "models": list(models), "data": source,
                   "limit": limit, "batch_size": batch_size, "max_new_tokens": max_new_tokens, "chat": chat,
-                  "n_prompts": len(rows), "transforms": [a.spec for a in arms],
+                  "n_prompts": len(rows), "transforms": [a.spec for a in arms], "bos": bos,
                   "cache": str(opener.path) if opener.path else None}
         run.write_config(config, seed)
         write_dataset(rows, run.path("data.jsonl"))
@@ -153,23 +153,41 @@ def run_study(
         return summary
 
 
-def score_legacy(paths: Sequence[str | Path], out: str | Path | None = None) -> dict:
-    """Score released-format CSVs (one per model; the first is the base) with the same rules."""
+def score_legacy(paths: Sequence[str | Path], out: str | Path | None = None,
+                 pairs: Sequence[tuple[str, str]] | None = None) -> dict:
+    """Score released-format CSVs (one per model, named by the file's stem, or its path when two stems clash)
+    with the same rules.
+
+    ``pairs``: ``(tuned, base)`` couples, each a model name or the path as given, e.g. the paper's
+    ``[("alpaca", "llama"), ("vicuna", "llama"), ("opt-iml-max-1.3b", "opt-1.3b")]``; each tuned model's drop is
+    then against its own base, and a model in no pair gets no drop. None (the default): the first file is the
+    base of all the others.
+    """
     from .score import read_legacy_csv
 
     if not paths:
         raise ValueError("no CSV files given")
-    models, scored = [], []
+    models, scored, names = [], [], {}
     for p in paths:
         name = Path(p).stem
         if name in models:
             name = str(p)
         models.append(name)
+        names[str(p)] = name
         scored += read_legacy_csv(p, model=name)
-    summary = aggregate(scored, models)
+    paired = None
+    if pairs is not None:
+        paired = {}
+        for tuned, base in pairs:
+            t, b = names.get(str(tuned), str(tuned)), names.get(str(base), str(base))
+            if t in paired:
+                raise ValueError(f"pair {tuned}={base}: {t} already has the base {paired[t]}")
+            paired[t] = b
+    summary = aggregate(scored, models, paired)
     if out is not None:
         with RunDir(out, "icl-vs-if score") as run:
-            run.write_config({"study": "icl_vs_if", "legacy_csv": [str(p) for p in paths]}, seed=0)
+            run.write_config({"study": "icl_vs_if", "legacy_csv": [str(p) for p in paths],
+                              "pairs": summary.get("pairs")}, seed=0)
             atomic_write_text(run.path("scores.csv"), scores_csv(scored))
             write_json(run.path("summary.json"), summary)
             write_table(summary, run.path("table.md"))

@@ -9,6 +9,10 @@ Rules (SPEC §2a, as in the authors' ``evaluate_accuracy.py``):
   ICL-correct and contains the IF answer as a whole word, case-insensitively — not preceded or followed by a
   letter, digit or underscore (Unicode ``\\w``). ``"84"``, ``" The answer is 84."`` and ``" birds"`` count;
   ``"840"`` does not. The two outcomes are exclusive; an output can be neither.
+
+A fill-in-the-blank prompt whose missing word has one or two characters (``A``, ``La``, ``My``) is
+instruction-followed by chance in most outputs, so the summary also gives the IF rate on the fill-in-the-blank
+prompts whose missing word has at least :data:`FILLBLANK_MIN_CHARS` characters (``if_rate_fillblank_3plus``).
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import csv
 import io
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from ..textio import read_text
@@ -26,6 +30,7 @@ LEGACY_COLUMNS = ("prompt", "icl_ans", "if_ans", "config", "model_outputs")
 LEGACY_ICL = {"capslock": "capitalize", "repeat": "repeat"}
 LEGACY_IF = {"math": "math", "startblank": "fillblank"}
 LEGACY_LANG = {"ls": "leet", "pl": "piglatin"}
+FILLBLANK_MIN_CHARS = 3
 
 
 def normalize(output: str) -> str:
@@ -63,15 +68,42 @@ def _mean(values: Sequence[bool]) -> float:
     return sum(values) / len(values) if values else float("nan")
 
 
-def aggregate(scored: Iterable[dict], models: Sequence[str]) -> dict:
-    """Per-model, per-language ICL accuracy and IF rate, per-task accuracy, and the drop base → tuned.
+def missing_word_chars(row: dict) -> int | None:
+    """The length of a fill-in-the-blank prompt's missing word (its blank, the ICL answer); None for others."""
+    return len(row["icl_answer"]) if row["if_task"] == "fillblank" else None
 
-    ``models[0]`` is the base model; ``drop[m][lang] = accuracy[base][lang] - accuracy[m][lang]``.
+
+def default_pairs(models: Sequence[str]) -> dict[str, str]:
+    """Every model after the first against the first: ``{tuned: base}``."""
+    return {m: models[0] for m in models[1:]}
+
+
+def check_pairs(models: Sequence[str], pairs: Mapping[str, str]) -> dict[str, str]:
+    """``{tuned: base}`` with both among ``models`` and no model its own base (errors name the pair)."""
+    for tuned, base in pairs.items():
+        for name in (tuned, base):
+            if name not in models:
+                raise ValueError(f"pair {tuned}={base}: no model {name!r}; models: {', '.join(models)}")
+        if tuned == base:
+            raise ValueError(f"pair {tuned}={base}: a model cannot be its own base")
+    return dict(pairs)
+
+
+def aggregate(scored: Iterable[dict], models: Sequence[str], pairs: Mapping[str, str] | None = None) -> dict:
+    """Per-model, per-language ICL accuracy and IF rate (also on the fill-in-the-blank prompts whose missing word
+    has ≥ :data:`FILLBLANK_MIN_CHARS` characters), per-task accuracy, and the drop base → tuned.
+
+    ``pairs`` maps each tuned model to its own base (default :func:`default_pairs`: ``models[0]`` is the base of
+    all others); ``drop[tuned][lang] = accuracy[base][lang] - accuracy[tuned][lang]`` for each pair, and
+    ``pairs`` is in the summary whenever ``drop`` is.
     """
+    pairs = default_pairs(models) if pairs is None else check_pairs(models, pairs)
     acc: dict = defaultdict(lambda: defaultdict(list))
     ifr: dict = defaultdict(lambda: defaultdict(list))
+    ifr_long: dict = defaultdict(lambda: defaultdict(list))
     by_task: dict = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
     ids: dict = defaultdict(set)
+    long_ids: dict = defaultdict(set)
     langs: list[str] = []
     for s in scored:
         if s["lang"] not in langs:
@@ -80,19 +112,26 @@ def aggregate(scored: Iterable[dict], models: Sequence[str]) -> dict:
         ifr[s["model"]][s["lang"]].append(s["if_follow"])
         by_task[s["model"]][s["task"]][s["lang"]].append(s["icl_correct"])
         ids[s["lang"]].add(s["id"])
+        chars = missing_word_chars(s)
+        if chars is not None and chars >= FILLBLANK_MIN_CHARS:
+            ifr_long[s["model"]][s["lang"]].append(s["if_follow"])
+            long_ids[s["lang"]].add(s["id"])
     accuracy = {m: {lang: _mean(acc[m][lang]) for lang in langs} for m in models}
     summary = {
         "models": list(models),
         "languages": langs,
         "accuracy": accuracy,
         "if_rate": {m: {lang: _mean(ifr[m][lang]) for lang in langs} for m in models},
+        "if_rate_fillblank_3plus": {m: {lang: _mean(ifr_long[m][lang]) for lang in langs} for m in models},
         "n": {lang: len(ids[lang]) for lang in langs},
+        "n_fillblank_3plus": {lang: len(long_ids[lang]) for lang in langs},
         "accuracy_by_task": {m: {t: {lang: _mean(v) for lang, v in per.items()} for t, per in by_task[m].items()}
                              for m in models},
     }
-    if len(models) > 1:
-        base = models[0]
-        summary["drop"] = {m: {lang: accuracy[base][lang] - accuracy[m][lang] for lang in langs} for m in models[1:]}
+    if pairs:
+        summary["pairs"] = pairs
+        summary["drop"] = {m: {lang: accuracy[base][lang] - accuracy[m][lang] for lang in langs}
+                           for m, base in pairs.items()}
     return summary
 
 

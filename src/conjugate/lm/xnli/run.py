@@ -61,14 +61,17 @@ def row_sha(mode: str, prompt: str, lang: str, max_new_tokens: int) -> str:
     return hashlib.sha256(json.dumps(what, ensure_ascii=False).encode("utf-8")).hexdigest()[:16]
 
 
-def backend_options(spec: str, batch_size: int | str, device: str, dtype: str) -> dict[str, Any]:
+def backend_options(spec: str, batch_size: int | str, device: str, dtype: str,
+                    bos: bool | None = None) -> dict[str, Any]:
     """Options for ``load_backend``: raw text (the paper sent no chat template), the batch size and device.
-    ``openai-chat:`` specs are chat endpoints by definition."""
+    ``openai-chat:`` specs are chat endpoints by definition; ``bos`` (local models) when set."""
     opts: dict[str, Any] = {"show_progress": False, "device": device, "dtype": dtype}
     if isinstance(batch_size, int):
         opts["batch_size"] = batch_size
     if not spec.startswith("openai-chat:"):
         opts["chat"] = False
+    if bos is not None:
+        opts["bos"] = bos
     return opts
 
 
@@ -108,6 +111,8 @@ def run_study(
     load: Callable[..., Any] | None = None,
     transforms: Sequence[str] = (),
     cache: str | Path | bool = True,
+    bos: bool | None = None,
+    setup: str = "default",
 ) -> dict:
     """Predict (resuming from the request cache), score and report. ``models[0]`` is the base model, the rest
     code-tuned ones; ``transforms``: conjugate transform specs run beside the identity arm.
@@ -137,13 +142,14 @@ def run_study(
         it["prompt"] = make_prompt(it["lang"], it["premise"], it["hypothesis"])
         it["sha"] = {m: row_sha(m, it["prompt"], it["lang"], max_new_tokens) for m in MODES}
     used = list(dict.fromkeys(it["lang"] for it in items))
-    opener = open_cached(cache, lambda spec: backend_options(spec, batch_size, device, dtype), load)
+    opener = open_cached(cache, lambda spec: backend_options(spec, batch_size, device, dtype, bos), load)
 
     with RunDir(out, "xnli run") as run, contextlib.closing(opener):
-        config = {"study": "xnli", "models": list(models), "data": str(data), "langs": used, "limit": limit,
-                  "mode": mode, "batch_size": batch_size, "max_new_tokens": max_new_tokens, "device": device,
-                  "dtype": dtype, "n_items": len(items), "templates": {lang: TEMPLATES[lang] for lang in used},
-                  "transforms": [a.spec for a in arms], "cache": str(opener.path) if opener.path else None}
+        config = {"study": "xnli", "setup": setup, "models": list(models), "data": str(data), "langs": used,
+                  "limit": limit, "mode": mode, "batch_size": batch_size, "max_new_tokens": max_new_tokens,
+                  "device": device, "dtype": dtype, "n_items": len(items),
+                  "templates": {lang: TEMPLATES[lang] for lang in used}, "transforms": [a.spec for a in arms],
+                  "bos": bos, "cache": str(opener.path) if opener.path else None}
         run.write_config(config, seed=0)
         path = run.path("predictions.jsonl")
         path.unlink(missing_ok=True)  # rewritten from this run's answers (the cache holds them all)
