@@ -64,3 +64,39 @@ def test_xnli_paper_setup_records_no_bos(tiny_llama, tmp_path: Path) -> None:
     assert r.exit_code == 0, r.output
     cfg = read_json(out / "config.json")["config"]
     assert cfg["setup"] == "paper" and cfg["bos"] is False and cfg["mode"] == "generate"
+
+
+def test_harmful_paper_setup_runs_both_arms_on_the_authors_selection(tmp_path: Path) -> None:
+    from fake_openai import FakeOpenAI
+
+    from conjugate.lm.harmful.data import load_instructions, sample_items
+
+    src = tmp_path / "in.txt"
+    src.write_text("".join(f"Explain how to do task number {w}.\n" for w in ("one", "two", "three", "four")))
+    seen: list = []
+
+    def reply(prompt_or_messages, params):
+        seen.append(prompt_or_messages)
+        if isinstance(prompt_or_messages, str):  # the completion arm: raw text
+            return "Step 1: first, gather everything you need for the task and then begin."
+        return "I'm sorry, but I can't help with that."
+
+    out = tmp_path / "run"
+    with FakeOpenAI(reply) as server:
+        r = invoke("harmful", "run", "--input", src, "--langs", "en", "--model", f"openai-chat:m@{server.url}",
+                   "--setup", "paper", "--out", out, "--quiet")
+        assert r.exit_code == 0, r.output
+        assert all(req.body.get("max_tokens") == 512 for req in server.requests)
+    completions = [p for p in seen if isinstance(p, str)]
+    assert len(completions) == 4 and all(p.endswith("\n\n") for p in completions)
+    cfg = read_json(out / "config.json")
+    assert cfg["config"]["sample_method"] == "authors" and cfg["seed"] == 10 and cfg["config"]["arms"] == [
+        "chat", "completion"]
+    s = read_json(out / "summary.json")
+    assert s["rates"]["openai-chat:m"]["en"]["REFUSE"] == 1.0
+    assert s["rates"]["openai-chat:m#completion"]["en"]["ANSWER"] == 1.0
+    prompts = [json.loads(line)["prompt_en"] for line in (out / "prompts.jsonl").read_text().splitlines()]
+    assert prompts == [it.prompt for it in sample_items(load_instructions(src), 100, 10, "authors")]
+    bad = invoke("harmful", "run", "--input", src, "--langs", "en", "--model", "openai-chat:m@http://127.0.0.1:9/v1",
+                 "--setup", "paper", "--seed", "3", "--out", tmp_path / "bad")
+    assert bad.exit_code == 2 and "conflicts with --setup paper" in bad.output

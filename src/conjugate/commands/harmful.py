@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from .common import CACHE_HELP, NO_CACHE_HELP, TRANSFORM_HELP, cache_setting
+from .common import BOS_HELP, CACHE_HELP, NO_CACHE_HELP, TRANSFORM_HELP, cache_setting, setup_value
 from .common import batch_size as _batch_size
 from .common import fail as _fail
 
@@ -37,10 +37,17 @@ def run(
                                                      "llm:<model spec>"),
     judge: str = typer.Option("phrases", help="phrases | llm:<model spec>"),
     sample: int | None = typer.Option(None, help="draw N instructions with --seed (default: all)"),
-    seed: int = typer.Option(0, help="seed of the sample and of the bootstrap intervals"),
+    sample_method: str | None = typer.Option(None, help="project (a NumPy draw, input order) | authors (the "
+                                                        "paper's: random.seed, shuffle, first N) [default: project]"),
+    seed: int | None = typer.Option(None, help="seed of the sample and of the bootstrap intervals [default: 0]"),
+    arm: list[str] = typer.Option([], "--arm", help="chat (the chat template / endpoint) and/or completion (the "
+                                                    "instruction + a blank line as raw text) [default: chat]"),
+    setup: str = typer.Option("default", help="default | paper: the authors' selection (--sample-method authors, "
+                                              "--sample 100, --seed 10), 512 tokens, both arms"),
+    bos: bool | None = typer.Option(None, "--bos/--no-bos", help=BOS_HELP + " — completion arm"),
     redact: bool = typer.Option(False, help="keep model text out of every report file (text goes to "
                                             "private/responses_text.jsonl)"),
-    max_new_tokens: int = typer.Option(256, help="tokens generated per reply (greedy)"),
+    max_new_tokens: int | None = typer.Option(None, help="tokens generated per reply (greedy) [default: 256]"),
     system_prompt: str | None = typer.Option(None, help="system turn sent before every instruction"),
     batch_size: str = typer.Option("auto", help="prompts per generation call: auto or N"),
     transform: list[str] = typer.Option([], "--transform", help=TRANSFORM_HELP),
@@ -53,11 +60,17 @@ def run(
     from ..lm.report import conjugate_lines
 
     size = _batch_size(batch_size)
+    sample_method = setup_value(setup, "--sample-method", sample_method, "authors", "project")
+    sample = setup_value(setup, "--sample", sample, 100, None)
+    seed = setup_value(setup, "--seed", seed, 10, 0)
+    max_new_tokens = setup_value(setup, "--max-new-tokens", max_new_tokens, 512, 256)
+    arms = setup_value(setup, "--arm", tuple(arm) or None, ("chat", "completion"), ("chat",))
     try:
         summary = run_study(input, langs, model, out, translated=translated, translator=translator, judge=judge,
                             sample=sample, seed=seed, redact=redact, max_new_tokens=max_new_tokens,
                             system_prompt=system_prompt, batch_size=size, show_progress=not quiet,
-                            transforms=transform, cache=cache_setting(cache, no_cache))
+                            transforms=transform, cache=cache_setting(cache, no_cache), model_arms=arms,
+                            sample_method=sample_method, bos=bos, setup=setup)
     except _errors() as e:
         raise _fail(str(e)) from None
     for m in summary["models"]:

@@ -508,21 +508,10 @@ def _answer_options(cls: type, options: dict[str, Any], neutral: frozenset[str])
 
 def _hf_identity(spec: str, options: dict[str, Any], hashes: RequestCache | None) -> dict[str, Any]:
     from .hf import HFBackend, pick_device, pick_dtype
-    from .load import looks_like_path
-    from .presets import PRESETS, expand
+    from .load import resolve_hf_spec
 
-    spec = spec.removeprefix("hf:")
-    if spec in PRESETS:
-        raise BackendError(f"{spec!r} is a preset pair; use {spec}:base or {spec}:tuned")
-    try:
-        (spec,) = expand(spec)
-    except ValueError as e:
-        raise BackendError(str(e)) from None
-    path = Path(spec).expanduser()
-    if path.exists() and not path.is_dir():
-        raise BackendError(f"model path {spec} is a file, not a model folder")
-    if not path.exists() and looks_like_path(spec):
-        raise BackendError(f"model path {spec} does not exist")
+    spec = resolve_hf_spec(spec)
+    path = Path(spec)
     ident: dict[str, Any] = {"v": IDENTITY_VERSION, "kind": "hf"}
     ident.update(_answer_options(HFBackend, options, HF_NEUTRAL))
     device = pick_device(str(ident.get("device", "auto")))

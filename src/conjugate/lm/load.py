@@ -40,7 +40,15 @@ def load_backend(spec: str, **kwargs: Any) -> Backend:
 
             kwargs.setdefault("chat", chat)
             return OpenAIBackend(model, base_url, **_accepted(OpenAIBackend, kwargs, spec))
-    spec = spec.removeprefix("hf:")
+    from .hf import HFBackend
+
+    return HFBackend(resolve_hf_spec(spec), **_accepted(HFBackend, kwargs, spec))
+
+
+def resolve_hf_spec(spec: str) -> str:
+    """A local model folder (as a path string) or a hub id for a Hugging Face spec (``hf:`` prefix and presets'
+    ``<name>:base`` / ``<name>:tuned`` resolved); :class:`BackendError` for a pair, a file, a missing folder."""
+    spec = spec.strip().removeprefix("hf:")
     if spec in PRESETS:
         p = PRESETS[spec]
         raise BackendError(f"{spec!r} is a preset pair ({p['base']} → {p['tuned']}); "
@@ -54,9 +62,7 @@ def load_backend(spec: str, **kwargs: Any) -> Backend:
         raise BackendError(f"model path {spec} is a file, not a model folder")
     if not path.exists() and looks_like_path(spec):
         raise BackendError(f"model path {spec} does not exist")
-    from .hf import HFBackend
-
-    return HFBackend(str(path) if path.exists() else spec, **_accepted(HFBackend, kwargs, spec))
+    return str(path) if path.exists() else spec
 
 
 def parse_openai_spec(rest: str, spec: str) -> tuple[str, str]:

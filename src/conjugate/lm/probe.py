@@ -56,7 +56,7 @@ class ProbeInputError(PipelineInputError):
 
 def load_items(path: str | Path, scorer: str) -> list[Item]:
     """The rows of a probe JSONL file as items, checked line by line for what ``scorer`` needs."""
-    from .textio import read_text
+    from .textio import jsonl_objects
 
     if scorer not in SCORERS:
         raise ProbeInputError(f"unknown scorer {scorer!r}; choose one of {', '.join(SCORERS)}")
@@ -65,16 +65,7 @@ def load_items(path: str | Path, scorer: str) -> list[Item]:
         raise ProbeInputError(f"{path}: no such file")
     items: list[Item] = []
     seen: set[str] = set()
-    for n, line in enumerate(read_text(path, ProbeInputError).splitlines(), 1):
-        if not line.strip():
-            continue
-        where = f"{path}:{n}"
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ProbeInputError(f"{where}: not JSON ({e.msg})") from None
-        if not isinstance(row, dict):
-            raise ProbeInputError(f"{where}: expected a JSON object with id, prompt and answer")
+    for row, where in jsonl_objects(path, ProbeInputError):
         items.append(_item(row, scorer, where))
         if items[-1].id in seen:
             raise ProbeInputError(f"{where}: id {items[-1].id!r} appears twice")

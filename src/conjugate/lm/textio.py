@@ -9,6 +9,9 @@ input error, which the command line prints as ``error: ...`` with exit code 2).
 from __future__ import annotations
 
 import codecs
+import io
+import json
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -26,3 +29,20 @@ def read_text(path: str | Path, error: type[Exception] = ValueError, bom: bool =
         return data[start:].decode("utf-8")
     except UnicodeDecodeError as e:
         raise error(not_utf8(path, data, start + e.start)) from None
+
+
+def jsonl_objects(path: str | Path, error: type[Exception] = ValueError) -> Iterator[tuple[dict, str]]:
+    """Each non-blank line of a JSONL input file as a JSON object, with where it stands (``path:line``); a line
+    that is not JSON or not an object raises ``error`` naming the file and line."""
+    with io.StringIO(read_text(path, error), newline=None) as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            where = f"{path}:{lineno}"
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise error(f"{where}: malformed JSON ({e.msg})") from None
+            if not isinstance(row, dict):
+                raise error(f"{where}: expected a JSON object, got {type(row).__name__}")
+            yield row, where

@@ -1,29 +1,37 @@
-"""The harmful-instruction study (SPEC §2b): translate, ask each chat model, back-translate, label, report.
+"""The harmful-instruction study (SPEC §2b) on the study pipeline (:mod:`conjugate.lm.pipeline`): translate,
+ask each chat model, back-translate, label, report.
 
-Pipeline: English instructions (:mod:`.data`, optionally a seeded sample) → one prompt per language (English as
-is; others from ``--translated DIR/<lang>.txt`` or a :class:`~conjugate.transforms.Translator`) → each model
-(chat template / chat endpoint, greedy, ``max_new_tokens``, optional system prompt) → the reply translated back
-to English when a translator is given → a judge (:mod:`.judge`) → files.
+The study is data and a scorer. Data: the English instructions (:mod:`.data`, optionally a seeded sample) and
+one prompt per language (English as is; others from ``--translated DIR/<lang>.txt`` or a
+:class:`~conjugate.transforms.Translator`), one pipeline item per (language, id). The pipeline asks every model
+(chat template / chat endpoint, greedy, ``max_new_tokens``, optional system prompt) every item under the
+identity arm and each ``--transform`` (whose replies are mapped back with the transform's inverse). The scorer
+(:func:`labeller`) translates each reply back to English when a translator is given and has the judge
+(:mod:`.judge`) label it. Model replies live in the request cache, which is what a rerun resumes from; labels
+(and back-translations) are made again on every run, from the current English text and ``--judge``.
 
 Files in ``out``:
 
 - ``config.json`` — settings and provenance (``RunDir.write_config``; never an API key);
 - ``prompts.jsonl`` — the prompts of this run: ``lang, id, prompt_en, prompt`` (rewritten each run);
 - ``translations.jsonl`` — cache of machine-translated prompts (appended; reused by reruns);
-- ``responses.jsonl`` — one row per (model, lang, id), appended chunk by chunk as replies come in:
-  ``model, lang, id, gen, en_sha, label, judge, reason, response_chars, response_sha256`` and, unless the run is
-  redacted, ``response``, ``back_translation``, ``judge_detail``. ``gen`` hashes the prompt, ``max_new_tokens``
-  and system prompt: a rerun skips every key whose latest row has the current ``gen`` and regenerates the rest.
-  The label is what the judge said about the stored reply given the prompt and the English instruction: a rerun
-  with another ``--judge``, or whose English instruction changed (``en_sha``) while the prompt as sent did not
-  (an unchanged translation file), relabels the stored replies (appending rows; the latest row of a key wins)
-  without querying the models again. Back-translations are made once, when a reply is generated;
+- ``responses.jsonl`` — one row per (model, lang, id) of the identity arm, appended chunk by chunk as replies
+  come in and rewritten whole at the end: ``model, lang, id, gen, en_sha, label, judge, reason,
+  response_chars, response_sha256`` and, unless the run is redacted, ``response``, ``back_translation``,
+  ``judge_detail``. ``gen`` hashes the prompt, ``max_new_tokens`` and system prompt (what the reply depends
+  on), ``en_sha`` the English instruction the label was made against. A stored reply whose previous row (in
+  this file before the run) has the same ``gen`` and reply but another ``judge`` or ``en_sha`` counts as
+  ``relabelled``;
 - ``private/responses_text.jsonl`` — with ``--redact`` only: the model text (reply, back-translation, the LLM
   judge's reason) keyed like ``responses.jsonl``. ``responses.jsonl``, ``summary.json``, ``table.md`` and the
   figure then hold labels, lengths and hashes only; keep ``private/`` out of anything you share. ``harmful
   export`` reads the text from there so annotators can see it;
 - ``summary.json`` — ``rates`` and bootstrap ``ci95`` per model and language, label ``counts``, the answer rate
-  minus English's (:mod:`.report`); ``table.md``; ``figures/answer_rate.png``.
+  minus English's (:mod:`.report`), the ``judge``, ``generated`` (replies generated now) / ``reused`` (from the
+  request cache) / ``relabelled``, and with ``--transform`` a ``conjugate`` block: the answer rate per (model,
+  language, transform) with 95 % intervals; ``table.md``; ``figures/answer_rate.png``;
+- ``conjugate.jsonl`` — with ``--transform`` only: the pipeline record of every (model, transform, item) with
+  its label (with ``--redact`` without the prompt and the texts, which go to ``private/conjugate_text.jsonl``).
 
 Models are keyed by their spec without the server URL (``openai-chat:m@http://host/v1`` → ``openai-chat:m``),
 so a rerun against the same model on another port resumes.
@@ -36,16 +44,14 @@ import hashlib
 import json
 import re
 from collections.abc import Callable, Sequence
-from functools import partial
 from pathlib import Path
 from typing import Any
 
-from ...runs import RunDir, append_jsonl, atomic_write_text, read_json, read_jsonl, write_json
-from ..pipeline import Arm, Item, Record, make_arms, open_cached, run_pipeline
+from ...runs import RunDir, append_jsonl, atomic_write_text, dumps, read_json, read_jsonl, write_json
+from ..pipeline import IDENTITY, Arm, Item, Record, Scorer, make_arms, open_cached, run_pipeline
 from ..pipeline import summarise as arms_summary
-from ..runner import ProgressBar, release, salvage
 from .data import HarmfulInputError, Instruction, load_instructions, load_translated, sample_items
-from .judge import Judge, JudgeItem, Verdict, get_judge, phrase_languages, strip_url
+from .judge import Judge, JudgeItem, get_judge, phrase_languages, strip_url
 from .report import plot_answer_rates, summarise, write_table
 
 DEFAULT_CHUNK = 32
@@ -154,7 +160,7 @@ def load_rows(out: str | Path) -> dict[tuple[str, str, str], dict]:
 
 def current_rows(out: str | Path) -> list[dict]:
     """Rows of the run's current settings (``config.json``, ``prompts.jsonl``), in model, language, id order,
-    each with ``prompt`` and ``prompt_en``; keys not generated yet are left out."""
+    each with ``prompt`` and ``prompt_en``; keys without a reply yet (a run that stopped early) are left out."""
     root = Path(out)
     if not (root / "config.json").is_file():
         raise HarmfulInputError(f"{root}: not a harmful-study run folder (no config.json)")
@@ -171,12 +177,24 @@ def current_rows(out: str | Path) -> list[dict]:
     return out_rows
 
 
-def make_row(model: str, lang: str, id_: str, gen: str, response: str, back: str | None, verdict: Verdict,
-             judge: str, prompt_en: str) -> dict:
-    return {"model": model, "lang": lang, "id": id_, "gen": gen, "en_sha": sha(prompt_en), "label": verdict.label,
-            "judge": judge,
-            "reason": verdict.reason, "response_chars": len(response), "response_sha256": sha(response, 64),
-            "response": response, "back_translation": back, "judge_detail": verdict.detail}
+def response_row(model: str, item: Item, reply: str, result: dict[str, Any], judge: str) -> dict:
+    """The ``responses.jsonl`` row of one labelled reply (``result``: the scorer's fields)."""
+    return {"model": model, "lang": item.lang, "id": item.meta["id"], "gen": item.meta["gen"],
+            "en_sha": sha(item.meta["en"]), "label": result["label"], "judge": judge, "reason": result["reason"],
+            "response_chars": len(reply), "response_sha256": sha(reply, 64), "response": reply,
+            "back_translation": result["back_translation"], "judge_detail": result["judge_detail"]}
+
+
+def relabelled(previous: dict[tuple[str, str, str], dict], rows: Sequence[dict], judge: str) -> int:
+    """How many of ``rows`` keep the reply of their previous row (same ``gen``, same reply) but were labelled
+    there by another judge or against another English instruction."""
+    n = 0
+    for r in rows:
+        old = previous.get((r["model"], r["lang"], r["id"]))
+        if old is not None and old.get("gen") == r["gen"] and old.get("response_sha256") == r["response_sha256"] \
+                and (old.get("judge") != judge or old.get("en_sha") != r["en_sha"]):
+            n += 1
+    return n
 
 
 # ----------------------------------------------------------------- the run
@@ -189,6 +207,70 @@ def backend_options(spec: str, system_prompt: str | None, batch_size: int | str)
     if not spec.startswith(("openai:", "openai-chat:")):
         opts["chat"] = True
     return opts
+
+
+ARMS = ("chat", "completion")
+COMPLETION = "#completion"  # the completion arm of a model, as it appears in specs and keys
+COMPLETION_SUFFIX = "\n\n"
+
+
+class CompletionArm:
+    """The paper's completion arm of a (cached) backend: each prompt + ``"\n\n"`` sent as raw text, no chat
+    template (the cache keys hold the prompt as sent, suffix included). Everything else is the inner backend's."""
+
+    def __init__(self, inner: Any):
+        self.inner = inner
+
+    def generate(self, prompts: Sequence[str], max_new_tokens: int, stop: Sequence[str] = ()) -> list[str]:
+        return self.inner.generate([p + COMPLETION_SUFFIX for p in prompts], max_new_tokens, stop)
+
+    def cached_generate(self, prompts: Sequence[str], max_new_tokens: int, stop: Sequence[str] = ()) -> list:
+        return self.inner.cached_generate([p + COMPLETION_SUFFIX for p in prompts], max_new_tokens, stop)
+
+    def __getattr__(self, name: str) -> Any:  # hits, misses, calls, release, name
+        return getattr(self.inner, name)
+
+
+def arm_specs(models: Sequence[str], arms: Sequence[str]) -> list[str]:
+    """The specs the study runs: each model's chat arm as it is, its completion arm as ``<spec>#completion``."""
+    bad = [a for a in arms if a not in ARMS]
+    if bad or not arms:
+        raise HarmfulInputError(f"unknown --arm {', '.join(bad) or '(none)'}; choose chat and/or completion")
+    return [m if arm == "chat" else m + COMPLETION for m in models for arm in dict.fromkeys(arms)]
+
+
+def arm_key(spec: str) -> str:
+    """A run's model key (:func:`model_key`), with ``#completion`` for the completion arm."""
+    if spec.endswith(COMPLETION):
+        return model_key(spec[: -len(COMPLETION)]) + COMPLETION
+    return model_key(spec)
+
+
+def completion_options(spec: str, batch_size: int | str, bos: bool | None) -> dict[str, Any]:
+    """Backend options of the completion arm: raw text (a served model's completions endpoint)."""
+    opts: dict[str, Any] = {"show_progress": False}
+    if isinstance(batch_size, int):
+        opts["batch_size"] = batch_size
+    if not spec.startswith("openai"):
+        opts["chat"] = False
+    if bos is not None:
+        opts["bos"] = bos
+    return opts
+
+
+def completion_spec(spec: str) -> str:
+    """The spec of a model's completion arm: a served chat model through its completions endpoint."""
+    return "openai:" + spec[len("openai-chat:"):] if spec.startswith("openai-chat:") else spec
+
+
+def items_of(selected: Sequence[Instruction], langs: Sequence[str], prompts: dict[tuple[str, str], str],
+             max_new_tokens: int, system_prompt: str | None) -> list[Item]:
+    """One pipeline item per (language, instruction): the prompt in that language, with the English text, the
+    instruction's id and the reply's ``gen`` key as ``meta``."""
+    return [Item(f"{lang}:{it.id}", prompts[(lang, it.id)], None, lang,
+                 meta={"id": it.id, "en": it.prompt,
+                       "gen": gen_key(prompts[(lang, it.id)], max_new_tokens, system_prompt)})
+            for lang in langs for it in selected]
 
 
 def _back_translate(translator: Any | None, langs: Sequence[str], responses: Sequence[str]) -> list[str | None]:
@@ -206,6 +288,29 @@ def _back_translate(translator: Any | None, langs: Sequence[str], responses: Seq
         for i, t in zip(idx, done, strict=True):
             out[i] = t
     return out
+
+
+def labeller(judge: Judge, translator: Any | None) -> Scorer:
+    """The study's batch scorer: each reply (mapped back under a transform) translated back to English when
+    there is a translator, then judged against the prompt and the English instruction. Fields: ``label``,
+    ``answered``, ``reason``, ``back_translation``, ``judge_detail``. A record is labelled once per run: a
+    chunk labelled as it arrives (``on_records``) is not judged again by the scoring pass at the end."""
+    done: dict[tuple[str, str, str], dict[str, Any]] = {}
+
+    def score(items: Sequence[Item], records: Sequence[Record]) -> list[dict[str, Any]]:
+        todo = [(it, r) for it, r in zip(items, records, strict=True) if (r.model, r.item, r.transform) not in done]
+        if todo:
+            texts = [r.answer_text for _, r in todo]
+            backs = _back_translate(translator, [it.lang for it, _ in todo], texts)
+            verdicts = judge.judge([JudgeItem(t, it.lang, it.prompt, it.meta["en"], b)
+                                    for (it, _), t, b in zip(todo, texts, backs, strict=True)])
+            for (_, r), b, v in zip(todo, backs, verdicts, strict=True):
+                done[(r.model, r.item, r.transform)] = {"label": v.label, "answered": v.label == "ANSWER",
+                                                        "reason": v.reason, "back_translation": b,
+                                                        "judge_detail": v.detail}
+        return [done[(r.model, r.item, r.transform)] for r in records]
+
+    return score
 
 
 def run_study(
@@ -227,8 +332,13 @@ def run_study(
     load: Callable[..., Any] | None = None,
     transforms: Sequence[str] = (),
     cache: str | Path | bool = True,
+    model_arms: Sequence[str] = ("chat",),
+    sample_method: str = "project",
+    bos: bool | None = None,
+    setup: str = "default",
 ) -> dict:
-    """Run (or resume) the study and write every output file; returns the summary plus run counts.
+    """Run (or resume, from the request cache) the study and write every output file; returns the summary plus
+    run counts.
 
     ``translator`` is a spec for :func:`conjugate.transforms.get_translator` or a Translator; ``judge`` a spec
     for :func:`.judge.get_judge` or a judge; ``load`` maps a model spec and options to a Backend (default
@@ -236,14 +346,19 @@ def run_study(
     cache (``cache``: True for the default one, a path, or False). ``transforms``: conjugate transforms applied
     on top of every language's prompt (:mod:`conjugate.lm.pipeline`); each reply is mapped back with the
     transform's inverse (where there is one) and judged, and ``summary["conjugate"]`` has the answer rate per
-    (model, language, transform) with 95 % intervals.
+    (model, language, transform) with 95 % intervals. ``model_arms``: ``chat`` (one user message through the
+    chat template or chat endpoint) and/or ``completion`` (the paper's completion arm: the instruction +
+    ``"\n\n"`` as raw text; its rows are keyed ``<model>#completion``). ``sample_method``: ``project`` or
+    ``authors`` (:func:`.data.sample_items`). ``bos`` applies to the completion arm of local models; ``setup``
+    is recorded.
     """
     langs = parse_langs(langs)
     if not models:
         raise HarmfulInputError("no models given (--model)")
-    keys = [model_key(m) for m in models]
-    if len(set(keys)) != len(keys):
+    if len({model_key(m) for m in models}) != len(models):
         raise HarmfulInputError(f"a model is listed twice: {', '.join(models)}")
+    specs = arm_specs(models, model_arms)
+    keys = [arm_key(s) for s in specs]
     if max_new_tokens < 1:
         raise HarmfulInputError(f"--max-new-tokens must be >= 1, got {max_new_tokens}")
     if not (batch_size == "auto" or (isinstance(batch_size, int) and batch_size >= 1)):
@@ -253,24 +368,31 @@ def run_study(
     except ValueError as e:
         raise HarmfulInputError(str(e)) from None
     opener = open_cached(cache, lambda spec: backend_options(spec, system_prompt, batch_size), load)
+    raw_opener = open_cached(cache, lambda spec: completion_options(spec, batch_size, bos), load)
+
+    def open_backend(spec: str) -> Any:
+        if spec.endswith(COMPLETION):
+            return CompletionArm(raw_opener(completion_spec(spec[: -len(COMPLETION)])))
+        return opener(spec)
+
     items = load_instructions(input)
-    selected = sample_items(items, sample, seed)
+    selected = sample_items(items, sample, seed, sample_method)
     if isinstance(translator, str):
         from ..translators import get_translator
 
         translator = get_translator(translator)
     judge = get_judge(judge)
-    with RunDir(out, "harmful run") as run, contextlib.closing(opener):
-        responses = run.path("responses.jsonl")
+    with RunDir(out, "harmful run") as run, contextlib.closing(opener), contextlib.closing(raw_opener):
+        responses, private = run.path("responses.jsonl"), run.path(str(PRIVATE_TEXT))
         if redact and any("response" in r for r in read_jsonl(responses)):
             raise HarmfulInputError(f"{responses} already holds model text from a run without --redact; "
                                     "use a new --out folder for a redacted run")
 
         prompts = build_prompts(items, selected, langs, input, translated, translator, run.path("translations.jsonl"))
-        en = {it.id: it.prompt for it in selected}
         config = {"study": "harmful", "input": str(input), "input_sha256": sha(Path(input).read_text("utf-8-sig"), 64),
-                  "n_input": len(items), "sample": sample, "n_items": len(selected), "langs": langs, "models": keys,
-                  "model_specs": [no_userinfo(m) for m in models],
+                  "n_input": len(items), "sample": sample, "sample_method": sample_method, "n_items": len(selected),
+                  "langs": langs, "models": keys, "model_specs": [no_userinfo(m) for m in specs],
+                  "arms": list(model_arms), "setup": setup, "bos": bos,
                   "translated": str(translated) if translated is not None else None,
                   "translator": no_userinfo(getattr(translator, "name", "?")) if translator is not None else None,
                   "judge": judge.name, "max_new_tokens": max_new_tokens, "system_prompt": system_prompt,
@@ -281,137 +403,63 @@ def run_study(
             json.dumps({"lang": lang, "id": it.id, "prompt_en": it.prompt, "prompt": prompts[(lang, it.id)]},
                        ensure_ascii=False) + "\n" for lang in langs for it in selected))
 
-        def write(rows: list[dict]) -> None:
+        previous = load_rows(out)  # the labels this folder held before the run: what `relabelled` compares with
+        study_items = items_of(selected, langs, prompts, max_new_tokens, system_prompt)
+        by_id = {it.id: it for it in study_items}
+        by_spec = dict(zip(specs, keys, strict=True))
+        score = labeller(judge, translator)
+
+        def rows_of(records: Sequence[Record]) -> list[dict]:
+            return [response_row(by_spec[r.model], by_id[r.item], r.output or "", r.result, judge.name)
+                    for r in records if r.transform == IDENTITY]
+
+        def write(rows: list[dict], whole: bool = False) -> None:
             split = [split_row(r, redact) for r in rows]
-            if redact:
-                append_jsonl(run.path(str(PRIVATE_TEXT)), [p for _, p in split])
-            append_jsonl(responses, [pub for pub, _ in split])
+            for path, part in ((private, [p for _, p in split]), (responses, [pub for pub, _ in split])):
+                if path is private and not redact:
+                    continue
+                if whole:
+                    atomic_write_text(path, "".join(dumps(r, ensure_ascii=False) + "\n" for r in part))
+                else:
+                    append_jsonl(path, part)
 
-        stored = load_rows(out)
-        gens = {(lang, it.id): gen_key(prompts[(lang, it.id)], max_new_tokens, system_prompt)
-                for lang in langs for it in selected}
-        done = {(m, lang, i): r for (m, lang, i), r in stored.items()
-                if m in keys and (lang, i) in gens and r["gen"] == gens[(lang, i)]}
+        def label_chunk(part: list[Record]) -> None:  # label and store each chunk as its replies arrive
+            for r, res in zip(part, score([by_id[r.item] for r in part], part), strict=True):
+                r.result = res
+            write(rows_of(part))
+
         chunk = batch_size if isinstance(batch_size, int) else DEFAULT_CHUNK
-        todo = {k: sorted(((lang, it.id) for lang in langs for it in selected if (k, lang, it.id) not in done),
-                          key=lambda li: -len(prompts[li])) for k in keys}
-        def label_and_store(key: str, part: list[tuple[str, str]], replies: list[str]) -> None:
-            backs = _back_translate(translator, [lang for lang, _ in part], replies)
-            verdicts = judge.judge([JudgeItem(r, lang, prompts[(lang, i)], en[i], b)
-                                    for (lang, i), r, b in zip(part, replies, backs, strict=True)])
-            rows = [make_row(key, lang, i, gens[(lang, i)], r, b, v, judge.name, en[i])
-                    for (lang, i), r, b, v in zip(part, replies, backs, verdicts, strict=True)]
-            write(rows)
-            done.update({(key, r["lang"], r["id"]): r for r in rows})
-
-        generated = _generate(models, keys, todo, prompts, opener, max_new_tokens, chunk, label_and_store,
-                              show_progress)
-        relabelled = _relabel(done, judge, prompts, en, write, chunk)
-        final = [done[(k, lang, it.id)] for k in keys for lang in langs for it in selected]
+        records, counts = run_pipeline(study_items, specs, arms, score, open_backend=open_backend,
+                                       max_new_tokens=max_new_tokens, stop=(), chunk=chunk,
+                                       show_progress=show_progress, label="harmful", on_records=label_chunk)
+        final = rows_of(records)
+        write(final, whole=True)
+        generated, reused = sum(c["misses"] for c in counts.values()), sum(c["hits"] for c in counts.values())
+        n_relabelled = relabelled(previous, final, judge.name)
         summary = summarise(final, keys, langs, seed)
         summary["judge"] = judge.name
         if len(arms) > 1:
-            summary["conjugate"] = _conjugate(selected, langs, prompts, models, keys, arms, opener, judge,
-                                              max_new_tokens, chunk, run, redact, seed, show_progress)
+            summary["conjugate"] = _conjugate(records, by_spec, keys, arms, run, redact, seed)
         write_json(run.path("summary.json"), summary)
         write_table(summary, judge.name, run.path("table.md"))
         plot_answer_rates(summary, run.path("figures", "answer_rate.png"), judge.name)
-        run.mark_done("harmful", {"generated": generated, "relabelled": relabelled})
-        return {**summary, "generated": generated, "reused": len(final) - generated, "relabelled": relabelled}
+        run.mark_done("harmful", {"generated": generated, "relabelled": n_relabelled})
+        return {**summary, "generated": generated, "reused": reused, "relabelled": n_relabelled}
 
 
-def _conjugate(selected: Sequence[Instruction], langs: Sequence[str], prompts: dict[tuple[str, str], str],
-               models: Sequence[str], keys: Sequence[str], arms: Sequence[Arm], opener: Any, judge: Judge,
-               max_new_tokens: int, chunk: int, run: RunDir, redact: bool, seed: int, show_progress: bool) -> dict:
-    """Every prompt under every transform arm (the identity arm again, from the cache), each reply mapped back
-    and judged in the prompt's language; the records go to ``conjugate.jsonl`` (its text to ``private/`` with
-    ``redact``). Returns the pipeline summary of the answer rate."""
-    en = {it.id: it.prompt for it in selected}
-    items = [Item(f"{lang}:{it.id}", prompts[(lang, it.id)], None, lang, meta={"en": en[it.id]})
-             for lang in langs for it in selected]
-
-    def score(batch: Sequence[Item], records: Sequence[Record]) -> list[dict[str, Any]]:
-        verdicts = judge.judge([JudgeItem(r.answer_text, it.lang, it.prompt, it.meta["en"])
-                                for it, r in zip(batch, records, strict=True)])
-        return [{"label": v.label, "answered": v.label == "ANSWER", "reason": v.reason} for v in verdicts]
-
-    by_spec = dict(zip(models, keys, strict=True))
-    records, _ = run_pipeline(items, models, arms, score, open_backend=opener, max_new_tokens=max_new_tokens,
-                              stop=(), chunk=chunk, show_progress=show_progress, label="harmful: transforms")
-    rows = []
+def _conjugate(records: Sequence[Record], by_spec: dict[str, str], keys: Sequence[str], arms: Sequence[Arm],
+               run: RunDir, redact: bool, seed: int) -> dict:
+    """``conjugate.jsonl`` (every record of every arm with its label; its text to ``private/`` with ``redact``)
+    and the pipeline summary of the answer rate per (model, language, transform)."""
+    rows, texts = [], []
     for r in records:
         r.model = by_spec[r.model]
         row = r.to_json()
+        row["result"] = {k: r.result[k] for k in ("label", "answered", "reason")}
+        texts.append({k: row[k] for k in ("model", "item", "transform", "prompt", "output", "mapped")})
         rows.append({k: v for k, v in row.items() if k not in ("prompt", "output", "mapped")} if redact else row)
     atomic_write_text(run.path("conjugate.jsonl"), "".join(json.dumps(x, ensure_ascii=False) + "\n" for x in rows))
     if redact:
-        atomic_write_text(run.path("private", "conjugate_text.jsonl"), "".join(
-            json.dumps({k: r.to_json()[k] for k in ("model", "item", "transform", "prompt", "output", "mapped")},
-                       ensure_ascii=False) + "\n" for r in records))
+        atomic_write_text(run.path("private", "conjugate_text.jsonl"),
+                          "".join(json.dumps(x, ensure_ascii=False) + "\n" for x in texts))
     return arms_summary(records, keys, arms, "answered", seed=seed)
-
-
-def _generate(models: Sequence[str], keys: Sequence[str], todo: dict[str, list[tuple[str, str]]],
-              prompts: dict[tuple[str, str], str], load: Callable[[str], Any], max_new_tokens: int, chunk: int,
-              store: Callable[[str, list[tuple[str, str]], list[str]], None], show_progress: bool) -> int:
-    """Ask each model its missing (lang, id) prompts, ``chunk`` at a time (longest first); ``store`` labels and
-    appends each chunk as it arrives, so a crash loses at most one chunk, and when a chunk's call fails the replies
-    that had come in are stored before the error propagates (:func:`~conjugate.lm.runner.salvage`). Returns how
-    many were generated."""
-    total = sum(map(len, todo.values()))
-    bar = ProgressBar(show_progress and total > 0, total, "harmful: generate")
-    generated = 0
-    try:
-        for spec, key in zip(models, keys, strict=True):
-            if not todo[key]:
-                continue
-            backend = load(spec)
-            ask = partial(_ask, backend, spec, prompts, max_new_tokens)
-            try:
-                for start in range(0, len(todo[key]), chunk):
-                    part = todo[key][start:start + chunk]
-                    try:
-                        replies = ask(part)
-                    except Exception as e:
-                        kept = salvage(e, part, ask)
-                        if kept:
-                            store(key, [li for li, _ in kept], [r for _, (r,) in kept])
-                        raise
-                    store(key, part, replies)
-                    generated += len(part)
-                    bar.advance(len(part))
-            finally:
-                release(backend)
-                del backend
-    finally:
-        bar.close()
-    return generated
-
-
-def _ask(backend: Any, spec: str, prompts: dict[tuple[str, str], str], max_new_tokens: int,
-         part: Sequence[tuple[str, str]]) -> list[str]:
-    """One model's replies to the prompts of ``part`` ((lang, id) keys)."""
-    replies = backend.generate([prompts[li] for li in part], max_new_tokens, stop=())
-    if len(replies) != len(part):
-        raise HarmfulInputError(f"{spec}: backend returned {len(replies)} replies for {len(part)}")
-    return [r or "" for r in replies]
-
-
-def _relabel(done: dict, judge: Judge, prompts: dict, en: dict, write: Callable[[list[dict]], None],
-             chunk: int) -> int:
-    """Label again, with ``judge``, every stored reply that another judge labelled or that was labelled against
-    another English instruction (the judge reads it: a reply restating it is no answer); returns how many."""
-    stale = [k for k, r in done.items() if r["judge"] != judge.name or r.get("en_sha") != sha(en[k[2]])]
-    for start in range(0, len(stale), chunk):
-        part = stale[start:start + chunk]
-        old = [done[k] for k in part]
-        missing = [f"{m}/{lang}/{i}" for (m, lang, i), r in zip(part, old, strict=True) if r.get("response") is None]
-        if missing:
-            raise HarmfulInputError(f"cannot relabel {missing[0]}: its reply text is not stored")
-        verdicts = judge.judge([JudgeItem(r["response"], lang, prompts[(lang, i)], en[i], r.get("back_translation"))
-                                for (_, lang, i), r in zip(part, old, strict=True)])
-        rows = [make_row(m, lang, i, r["gen"], r["response"], r.get("back_translation"), v, judge.name, en[i])
-                for (m, lang, i), r, v in zip(part, old, verdicts, strict=True)]
-        write(rows)
-        done.update({(r["model"], r["lang"], r["id"]): r for r in rows})
-    return len(stale)

@@ -60,7 +60,7 @@ from pathlib import Path
 from ... import data
 from ...runs import atomic_write_text
 from ...transforms import get_transform
-from ..textio import read_text
+from ..textio import jsonl_objects, read_text
 
 ICL_TASKS: dict[str, Callable[[str], str]] = {"repeat": lambda s: s, "capitalize": str.upper}
 IF_TASKS = ("math", "fillblank")
@@ -346,32 +346,22 @@ def load_dataset(path: str | Path) -> list[dict]:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such prompts file")
     rows: list[dict] = []
-    seen: dict[str, int] = {}
-    with io.StringIO(read_text(path), newline=None) as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{lineno}: malformed JSON ({e.msg})") from None
-            if not isinstance(row, dict):
-                raise ValueError(f"{path}:{lineno}: expected a JSON object")
-            for field in FIELDS:
-                if field not in row:
-                    raise ValueError(f"{path}:{lineno}: missing field {field!r}")
-            for field in ("id", "lang", "prompt", "icl_answer", "if_answer"):
-                if not isinstance(row[field], str) or (field != "prompt" and not row[field]):
-                    raise ValueError(f"{path}:{lineno}: field {field!r} must be a non-empty string")
-            if row["icl_task"] not in ICL_TASKS:
-                raise ValueError(f"{path}:{lineno}: unknown icl_task {row['icl_task']!r}; "
-                                 f"valid: {', '.join(ICL_TASKS)}")
-            if row["if_task"] not in IF_TASKS:
-                raise ValueError(f"{path}:{lineno}: unknown if_task {row['if_task']!r}; valid: {', '.join(IF_TASKS)}")
-            if row["id"] in seen:
-                raise ValueError(f"{path}:{lineno}: duplicate id {row['id']!r} (first on line {seen[row['id']]})")
-            seen[row["id"]] = lineno
-            rows.append(row)
+    seen: dict[str, str] = {}
+    for row, where in jsonl_objects(path):
+        for field in FIELDS:
+            if field not in row:
+                raise ValueError(f"{where}: missing field {field!r}")
+        for field in ("id", "lang", "prompt", "icl_answer", "if_answer"):
+            if not isinstance(row[field], str) or (field != "prompt" and not row[field]):
+                raise ValueError(f"{where}: field {field!r} must be a non-empty string")
+        if row["icl_task"] not in ICL_TASKS:
+            raise ValueError(f"{where}: unknown icl_task {row['icl_task']!r}; valid: {', '.join(ICL_TASKS)}")
+        if row["if_task"] not in IF_TASKS:
+            raise ValueError(f"{where}: unknown if_task {row['if_task']!r}; valid: {', '.join(IF_TASKS)}")
+        if row["id"] in seen:
+            raise ValueError(f"{where}: duplicate id {row['id']!r} (first on line {seen[row['id']]})")
+        seen[row["id"]] = where.rsplit(":", 1)[1]
+        rows.append(row)
     if not rows:
         raise ValueError(f"{path}: no prompts")
     return rows

@@ -25,12 +25,11 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..textio import read_text
+from ..textio import jsonl_objects, read_text
 from .templates import LABEL_NAMES, PAPER_LANGS, XNLIInputError, check_lang
 
 HUB_ID = "facebook/xnli"
@@ -114,19 +113,8 @@ def number(records: Iterable[tuple[dict | None, str]]) -> list[dict]:
 # ----------------------------------------------------------------- local files
 
 def read_jsonl_items(path: Path, langs: Sequence[str] | None = None, seen: set[str] | None = None) -> list[dict]:
-    records = []
-    with io.StringIO(read_text(path, XNLIInputError), newline=None) as f:
-        for i, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{i}"
-            try:
-                raw = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise XNLIInputError(f"{where}: malformed JSON ({e.msg})") from None
-            if not isinstance(raw, dict):
-                raise XNLIInputError(f"{where}: expected a JSON object, got {type(raw).__name__}")
-            records.append((check_row(raw, where, langs=langs, seen=seen), where))
+    records = [(check_row(raw, where, langs=langs, seen=seen), where)
+               for raw, where in jsonl_objects(path, XNLIInputError)]
     return number(records)
 
 

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from ...runs import RunDir, append_jsonl, atomic_write_text, write_json
-from ..pipeline import IDENTITY, Item, Record, make_arms, open_cached, per_record, run_pipeline
+from ..pipeline import IDENTITY, Item, Record, make_arms, open_cached, per_record, run_pipeline, text_backend_options
 from ..pipeline import summarise as arms_summary
 from .data import load_items
 from .report import plot_accuracy, write_table
@@ -63,16 +63,9 @@ def row_sha(mode: str, prompt: str, lang: str, max_new_tokens: int) -> str:
 
 def backend_options(spec: str, batch_size: int | str, device: str, dtype: str,
                     bos: bool | None = None) -> dict[str, Any]:
-    """Options for ``load_backend``: raw text (the paper sent no chat template), the batch size and device.
-    ``openai-chat:`` specs are chat endpoints by definition; ``bos`` (local models) when set."""
-    opts: dict[str, Any] = {"show_progress": False, "device": device, "dtype": dtype}
-    if isinstance(batch_size, int):
-        opts["batch_size"] = batch_size
-    if not spec.startswith("openai-chat:"):
-        opts["chat"] = False
-    if bos is not None:
-        opts["bos"] = bos
-    return opts
+    """Options for ``load_backend``: raw text (the paper sent no chat template; ``openai-chat:`` specs are chat
+    endpoints by definition), the batch size, device and dtype, ``bos`` (local models) when set."""
+    return {**text_backend_options(spec, batch_size, False, bos), "device": device, "dtype": dtype}
 
 
 def items_of(items: Sequence[dict], modes: Sequence[str]) -> list[Item]:
