@@ -114,10 +114,13 @@ def sample_items(items: list[Instruction], n: int | None, seed: int, method: str
 
 
 def load_translated(directory: str | Path, lang: str, n_items: int, input_path: str | Path) -> list[str] | None:
-    """Lines of ``directory/<lang>.txt`` (one per input item), or None when the file does not exist."""
-    path = Path(directory) / f"{lang}.txt"
+    """Lines of ``directory/<lang>.txt`` — or of the authors' ``harmful_instructions_<lang>.txt`` — (one per input
+    item), or None when neither file exists."""
     if not Path(directory).is_dir():
         raise HarmfulInputError(f"{directory}: translations folder does not exist")
+    path = Path(directory) / f"{lang}.txt"
+    if not path.is_file():
+        path = Path(directory) / f"harmful_instructions_{lang}.txt"
     if not path.is_file():
         return None
     lines = read_text(path, HarmfulInputError).splitlines()
