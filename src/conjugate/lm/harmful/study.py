@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from ...runs import RunDir, append_jsonl, atomic_write_text, dumps, read_json, read_jsonl, write_json
-from ..pipeline import IDENTITY, Arm, Item, Record, Scorer, make_arms, open_cached, run_pipeline
+from ..pipeline import IDENTITY, Arm, Item, Record, Scorer, make_arms, open_cached, run_pipeline, text_backend_options
 from ..pipeline import summarise as arms_summary
 from .data import HarmfulInputError, Instruction, load_instructions, load_translated, sample_items
 from .judge import Judge, JudgeItem, get_judge, phrase_languages, strip_url
@@ -246,18 +246,6 @@ def arm_key(spec: str) -> str:
     return model_key(spec)
 
 
-def completion_options(spec: str, batch_size: int | str, bos: bool | None) -> dict[str, Any]:
-    """Backend options of the completion arm: raw text (a served model's completions endpoint)."""
-    opts: dict[str, Any] = {"show_progress": False}
-    if isinstance(batch_size, int):
-        opts["batch_size"] = batch_size
-    if not spec.startswith("openai"):
-        opts["chat"] = False
-    if bos is not None:
-        opts["bos"] = bos
-    return opts
-
-
 def completion_spec(spec: str) -> str:
     """The spec of a model's completion arm: a served chat model through its completions endpoint."""
     return "openai:" + spec[len("openai-chat:"):] if spec.startswith("openai-chat:") else spec
@@ -368,7 +356,7 @@ def run_study(
     except ValueError as e:
         raise HarmfulInputError(str(e)) from None
     opener = open_cached(cache, lambda spec: backend_options(spec, system_prompt, batch_size), load)
-    raw_opener = open_cached(cache, lambda spec: completion_options(spec, batch_size, bos), load)
+    raw_opener = open_cached(cache, lambda spec: text_backend_options(spec, batch_size, False, bos), load)
 
     def open_backend(spec: str) -> Any:
         if spec.endswith(COMPLETION):
