@@ -20,8 +20,8 @@ e.g. ``server http://host/v1 returned choices[0].text of type number, expected a
 
 When one request of a batch fails, the requests of that batch that had finished are not lost: the error carries
 ``replay``, a context manager during which this backend answers exactly those requests from memory, without
-sending anything, and raises for the others. :func:`conjugate.lm.runner.salvage` uses it to keep the finished
-part of a chunk before the error propagates, so a rerun does not ask for them again.
+sending anything, and raises for the others. The request cache (:class:`conjugate.lm.cache.CachedBackend`) uses it to
+store the finished requests before the error propagates, so a rerun does not ask for them again.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
-"""What every language-model study does around its backend calls: a progress bar, work in resumable chunks
-(keeping the finished part of a chunk whose call failed: :func:`salvage`), and freeing a model before the next
-one loads.
+"""What every language-model study does around its backend calls: a progress bar, work in resumable chunks, and
+freeing a model before the next one loads. (The finished requests of a failed call are kept by the request cache,
+:class:`conjugate.lm.cache.CachedBackend`.)
 
 Kept free of ``torch`` and ``transformers`` imports so that studies against a served model stay light.
 """
@@ -11,12 +11,9 @@ import gc
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from ..runs import append_jsonl
-
-T = TypeVar("T")
-R = TypeVar("R")
 
 
 class ProgressBar:
@@ -51,45 +48,18 @@ def in_chunks(items: Sequence[dict], chunk: int, compute: Callable[[Sequence[dic
               path: Path, advance: Callable[[int], None] = lambda n: None) -> list[dict]:
     """Compute rows for ``items`` ``chunk`` at a time, longest ``prompt`` first (each batch pads little and an
     out-of-memory error shows at once), appending each chunk's rows to the JSONL file ``path`` as soon as it is
-    done, so an interrupted run loses at most the chunk in flight; when ``compute`` fails, the rows of the items
-    whose requests had finished are appended before the error propagates (:func:`salvage`). Returns every row
-    computed."""
+    done, so an interrupted run loses at most the chunk in flight. Returns every row computed."""
     if chunk < 1:
         raise ValueError(f"chunk must be >= 1, got {chunk}")
     todo = sorted(items, key=lambda it: -len(it["prompt"]))
     rows: list[dict] = []
     for start in range(0, len(todo), chunk):
         part = todo[start:start + chunk]
-        try:
-            new = compute(part)
-        except Exception as e:
-            kept = [row for _, done in salvage(e, part, compute) for row in done]
-            if kept:
-                append_jsonl(path, kept)
-            raise
+        new = compute(part)
         append_jsonl(path, new)
         rows.extend(new)
         advance(len(part))
     return rows
-
-
-def salvage(error: BaseException, part: Sequence[T], compute: Callable[[Sequence[T]], R]) -> list[tuple[T, R]]:
-    """``(item, compute([item]))`` for every item of ``part`` whose backend requests had all finished when
-    ``compute(part)`` failed with ``error``. A backend that can tell (:class:`~conjugate.lm.openai_compat.
-    OpenAIBackend`) attaches ``replay`` to the error: a context manager during which it answers the finished
-    requests from memory and raises for the others, sending nothing. Without it (a local model fails a whole
-    batch at once) nothing is salvaged."""
-    replay = getattr(error, "replay", None)
-    if not callable(replay):
-        return []
-    kept = []
-    with replay():
-        for item in part:
-            try:
-                kept.append((item, compute([item])))
-            except Exception:  # noqa: BLE001 - a request of this item had not finished (or failed): redo it later
-                continue
-    return kept
 
 
 def release(backend: Any) -> None:
