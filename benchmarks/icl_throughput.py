@@ -19,7 +19,12 @@ so batching only removes per-call and per-step overhead (measured: about 1.3× f
 2–3× for 2-layer 64–128-wide ones). The large gains of batching come on a GPU, where each decoding step of a
 small batch leaves the device mostly idle.
 
+A real model: ``--model gemma3-270m`` (any local spec: a folder, ``gguf:PATH``, a name from ``conjugate models
+list``); the sequential loop then reads the same weights (a GGUF file's cached fp32 conversion) with the same
+tokenizer. Memory: ``rss_after_load_mb`` (both models loaded) and ``peak_rss_mb`` (the whole run).
+
     python benchmarks/icl_throughput.py --json
+    python benchmarks/icl_throughput.py --json --model gemma3-270m --n-prompts 56 --repeats 2
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ import time
 from pathlib import Path
 
 import torch
-from common import emit, machine_info, rounded
+from common import emit, machine_info, peak_rss_mb, rounded
 
 
 def build_model(out: Path, n_layer: int, width: int, seed: int = 0) -> dict:
@@ -65,7 +70,7 @@ def build_model(out: Path, n_layer: int, width: int, seed: int = 0) -> dict:
 class Sequential:
     """The authors' loop: ``model.generate`` per prompt, always ``max_new_tokens`` tokens."""
 
-    def __init__(self, model_dir: Path, device: str):
+    def __init__(self, model_dir: Path | str, device: str):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.device = device
@@ -90,7 +95,7 @@ class Batched:
     """The study pipeline's generation path: length-sorted chunks through the HF backend (no request cache, so
     every pass really generates), each chunk's records handed on as it completes."""
 
-    def __init__(self, model_dir: Path, work: Path, batch_size: int, device: str):
+    def __init__(self, model_dir: Path | str, work: Path, batch_size: int, device: str):
         from conjugate.lm.load import load_backend
 
         self.backend = load_backend(str(model_dir), device=device, dtype="float32", batch_size=batch_size,
@@ -104,6 +109,28 @@ class Batched:
         records = run_requests(self.backend, "model", items_of(rows), make_arms([]), max_new_tokens=max_new_tokens,
                                stop=("\n",), chunk=self.batch_size)
         return [r.output for r in records]
+
+
+def real_model(spec: str) -> tuple[str, dict]:
+    """The Hugging Face folder a real model spec loads from (a GGUF file's cached conversion) and its facts."""
+    from conjugate.lm.gguf import converted_folder
+    from conjugate.lm.source import resolve_source
+
+    source = resolve_source(spec)
+    if source.adapter is not None:
+        raise SystemExit(f"--model {spec}: an adapter spec; benchmark its base")
+    folder = str(converted_folder(source.gguf)) if source.gguf else source.model
+    from transformers import AutoConfig
+
+    cfg = AutoConfig.from_pretrained(folder)
+    return folder, {"spec": spec, "type": cfg.model_type, "layers": cfg.num_hidden_layers,
+                    "width": cfg.hidden_size, "vocab": cfg.vocab_size}
+
+
+def current_rss_mb() -> float:
+    import psutil
+
+    return psutil.Process().memory_info().rss / 2**20
 
 
 def sync(device: str) -> None:
@@ -122,6 +149,7 @@ def main() -> None:
     ap.add_argument("--max-new-tokens", type=int, default=10)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads; 0 = torch's default")
+    ap.add_argument("--model", default=None, help="a real model spec (default: a random GPT-2 built here)")
     args = ap.parse_args()
     if args.threads > 0:
         torch.set_num_threads(args.threads)
@@ -135,10 +163,16 @@ def main() -> None:
     times: dict[str, list[float]] = {"sequential": [], "batched": []}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        model_info = build_model(work / "model", args.layers, args.width)
-        tok = AutoTokenizer.from_pretrained(work / "model")
+        if args.model:
+            folder, model_info = real_model(args.model)
+            spec = args.model
+        else:
+            model_info = build_model(work / "model", args.layers, args.width)
+            folder = spec = str(work / "model")
+        tok = AutoTokenizer.from_pretrained(folder)
         prompt_tokens = [len(tok(p)["input_ids"]) for p in prompts]
-        seq, bat = Sequential(work / "model", args.device), Batched(work / "model", work, args.batch_size, args.device)
+        seq, bat = Sequential(folder, args.device), Batched(spec, work, args.batch_size, args.device)
+        rss_loaded = current_rss_mb()
         runs = {"sequential": lambda: seq(prompts, args.max_new_tokens),
                 "batched": lambda: bat(rows, args.max_new_tokens)}
         seq(prompts[:2], 2), bat(rows[:4], 2)  # warm-up, untimed
@@ -169,6 +203,8 @@ def main() -> None:
         "max_new_tokens": args.max_new_tokens,
         "mean_prompt_tokens": rounded(sum(prompt_tokens) / len(prompt_tokens)),
         "model": model_info,
+        "rss_after_load_mb": rounded(rss_loaded),
+        "peak_rss_mb": rounded(peak_rss_mb()),
         "device": args.device,
         "machine": machine_info(args.device),
     }

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 
-from conjugate.lm import cache as cache_mod
 from conjugate.lm.backend import Backend, BackendError
 from conjugate.lm.cache import (
     CachedBackend,
@@ -379,12 +378,14 @@ def test_file_hashes_are_remembered_in_the_cache_file(tiny_gpt2, tmp_path, monke
     folder = copy_model(tiny_gpt2, tmp_path / "model")
     with opened() as c:
         first = backend_identity(str(folder), {"device": "cpu"}, hashes=c)
-    monkeypatch.setattr(cache_mod, "_FILE_HASHES", {})  # a new process: nothing in memory
+    from conjugate.lm import fileid
+
+    monkeypatch.setattr(fileid, "_FILE_HASHES", {})  # a new process: nothing in memory
 
     def no_hashing(path):
         raise AssertionError(f"rehashed {path}")
 
-    monkeypatch.setattr(cache_mod, "sha256_file", no_hashing)
+    monkeypatch.setattr(fileid, "sha256_file", no_hashing)
     with opened() as c:
         assert backend_identity(str(folder), {"device": "cpu"}, hashes=c) == first
     (folder / "config.json").write_text((folder / "config.json").read_text() + " ")

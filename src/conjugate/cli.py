@@ -9,7 +9,7 @@ import typer
 from typer.core import TyperGroup
 
 from .commands import harmful as harmful_commands
-from .commands import icl_vs_if, models, probe, synthetic, transform
+from .commands import icl_vs_if, lm, models, probe, synthetic, transform
 from .commands import minilm as minilm_commands
 from .commands import sweep as sweep_commands
 from .commands import xnli as xnli_commands
@@ -39,7 +39,9 @@ class Group(TyperGroup):
 app = typer.Typer(cls=Group, no_args_is_help=True, add_completion=False, help=__doc__)
 app.add_typer(synthetic.app, name="synthetic", help="The synthetic in-context regression study.")
 app.add_typer(sweep_commands.app, name="sweep", help="Sweeps over seeds and settings, on local processes or Ray.")
-app.add_typer(models.app, name="models", help="Model backends: tiny offline models, presets, a quick check.")
+app.add_typer(models.app, name="models", help="Model backends: real models by name, tiny offline models, presets, "
+              "a quick check.")
+app.add_typer(lm.app, name="lm", help="Make tuned siblings of a language model: training data, LoRA tuning.")
 app.command("transform", help="Apply or invert a conjugate transform (leetspeak, translate:fr, ...).")(transform.main)
 app.add_typer(icl_vs_if.app, name="icl-vs-if", help="ICL vs instruction following across languages.")
 app.add_typer(minilm_commands.app, name="minilm", help="Offline miniature of the ICL-vs-IF study on a CPU.")

@@ -36,7 +36,7 @@ def mse_loss(forward: Callable[..., torch.Tensor], batch: Any) -> torch.Tensor:
     return torch.mean((forward(batch.xs, batch.ys).float() - batch.ys) ** 2)
 
 
-STAGE_IDS = {"pretrain": 1, "finetune": 2}
+STAGE_IDS = {"pretrain": 1, "finetune": 2, "tune": 3}
 
 
 class Interrupted(Exception):
@@ -137,20 +137,40 @@ def _atomic_safetensors(path: str | Path, tensors: dict[str, torch.Tensor], head
     return atomic_write_bytes(path, save(tensors, metadata=header))
 
 
+def _resumable_state(model: torch.nn.Module) -> tuple[dict[str, torch.Tensor], bool]:
+    """The model state a resume checkpoint keeps: all of it, or — when some parameters are frozen (an adapter on
+    a large base) — only the trainable ones, which are all that training changes."""
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    state = model.state_dict()
+    if all(p.requires_grad for p in model.parameters()):
+        return state, False
+    return {k: v for k, v in state.items() if k in trainable}, True
+
+
 def _save_resume(path: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, step: int, elapsed: float) -> None:
-    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    state, subset = _resumable_state(model)
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in state.items()}
     osd = opt.state_dict()
     for idx, st in osd["state"].items():
         for name, val in st.items():
             tensors[f"opt.{idx}.{name}"] = torch.as_tensor(val).detach().cpu().contiguous()
     header = {"step": str(step), "elapsed": repr(elapsed), "param_groups": json.dumps(osd["param_groups"])}
+    if subset:
+        header["subset"] = "trainable"
     _atomic_safetensors(path, tensors, header)
 
 
 def _load_resume(path: Path, model: torch.nn.Module, opt: torch.optim.Optimizer) -> tuple[int, float]:
     tensors, header = _read_safetensors(path, "resume")
     try:
-        model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        saved = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
+        if header.get("subset") == "trainable":
+            want, _ = _resumable_state(model)
+            if set(saved) != set(want):
+                raise ValueError("its trainable parameters are not this model's")
+            model.load_state_dict(saved, strict=False)
+        else:
+            model.load_state_dict(saved)
         state: dict[int, dict] = {}
         for k, v in tensors.items():
             if k.startswith("opt."):
@@ -219,7 +239,8 @@ def train_stage(
     workdir = Path(workdir)
     resume_path = workdir / "checkpoints" / f"{spec.name}.resume.safetensors"
     log_path = workdir / "train_log.jsonl"
-    opt = torch.optim.AdamW(model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay, betas=(0.9, 0.999))
+    params = [p for p in model.parameters() if p.requires_grad]  # an adapter on a frozen base: the adapter only
+    opt = torch.optim.AdamW(params, lr=spec.lr, weight_decay=spec.weight_decay, betas=(0.9, 0.999))
     start, elapsed = 0, 0.0
     if resume_path.exists():
         start, elapsed = _load_resume(resume_path, model, opt)
@@ -250,7 +271,7 @@ def train_stage(
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if spec.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), spec.grad_clip)
+                torch.nn.utils.clip_grad_norm_(params, spec.grad_clip)
             opt.step()
             step += 1
             steps_run += 1

@@ -60,3 +60,26 @@ def generate(
     except BackendError as e:
         raise fail(str(e)) from None
     typer.echo(text)
+
+
+@app.command("list")
+def list_models() -> None:
+    """The real models this installation can load by name, and the GGUF conversions cached so far."""
+    from ..lm.catalog import listing
+    from ..lm.gguf import cached_entries, conversion_dir
+
+    table = Table("name", "what", "role", "status", "files")
+    for row in listing():
+        table.add_row(row.name, row.title, row.role, row.status, row.file)
+    out = Console()
+    out.print(table)
+    entries = cached_entries()
+    cache = Table("conversion cache entry", "from", "transformers", "size")
+    for folder, meta in entries:
+        size = sum(f.stat().st_size for f in folder.iterdir() if f.is_file())
+        cache.add_row(folder.name, str(meta.get("gguf_name", "?")), str(meta.get("transformers", "?")),
+                      f"{size / 1e6:,.0f} MB")
+    if entries:
+        out.print(cache)
+    else:
+        out.print(f"no GGUF conversions cached yet in {conversion_dir()} (the first load of a GGUF model makes one)")

@@ -12,7 +12,7 @@ Kept free of ``torch``: the text helpers both backends share live here.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 
 @runtime_checkable
@@ -52,3 +52,14 @@ def split_context(context: str, continuation: str) -> tuple[str, str]:
     """
     stripped = context.rstrip()
     return stripped, context[len(stripped):] + continuation
+
+
+def require_transformers() -> Any:
+    """Import ``transformers`` or explain how to install it."""
+    try:
+        import transformers
+    except ImportError:
+        raise BackendError(
+            "Hugging Face models need the 'transformers' package: pip install 'conjugate-prompting[hf]'"
+        ) from None
+    return transformers

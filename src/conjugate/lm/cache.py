@@ -31,8 +31,6 @@ import hashlib
 import inspect
 import json
 import logging
-import os
-import re
 import sqlite3
 import sys
 import threading
@@ -41,19 +39,20 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..runs import StateError, mask_secrets, sha256_file
+from ..runs import StateError, mask_secrets
 from .backend import Backend, BackendError
+from .fileid import cache_root, file_sha256
+from .fileid import has_chat_template as _has_chat_template
+from .fileid import hub_snapshot as _hub_snapshot
 
 log = logging.getLogger(__name__)
 
-CACHE_ENV = "CONJUGATE_CACHE"
 CACHE_FILE = "requests.sqlite"
 BUSY_TIMEOUT_S = 60.0
 APPLICATION_ID = 0x636A7263  # "cjrc" in the SQLite header: this file is a conjugate request cache
 SCHEMA_VERSION = 1
 IDENTITY_VERSION = 1  # bump when a backend changes what it answers for the same identity
 MAX_VARIABLES = 500  # keys per SELECT (SQLite's limit on bound parameters is 999 in old builds)
-FILE_HASH_PREFIX = "file-sha256:"  # keys of weight-file hashes, stored beside the requests
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf")
 MODEL_FILE_SUFFIXES = (*WEIGHT_SUFFIXES, ".json", ".txt", ".model", ".jinja", ".tiktoken")
@@ -62,13 +61,11 @@ HF_NEUTRAL = frozenset({"batch_size", "show_progress", "safetensors_only"})
 OPENAI_NEUTRAL = frozenset({"api_key_env", "timeout", "max_concurrency", "max_retries", "backoff_base",
                             "backoff_cap", "show_progress"})
 
-_FILE_HASHES: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> sha256, for this process
 
 
 def default_cache_path() -> Path:
     """``$CONJUGATE_CACHE/requests.sqlite``; ``CONJUGATE_CACHE`` defaults to ``~/.cache/conjugate``."""
-    root = os.environ.get(CACHE_ENV) or str(Path.home() / ".cache" / "conjugate")
-    return Path(root).expanduser() / CACHE_FILE
+    return cache_root() / CACHE_FILE
 
 
 # ---------------------------------------------------------------------------------------------- the file
@@ -508,15 +505,27 @@ def _answer_options(cls: type, options: dict[str, Any], neutral: frozenset[str])
 
 def _hf_identity(spec: str, options: dict[str, Any], hashes: RequestCache | None) -> dict[str, Any]:
     from .hf import HFBackend, pick_device, pick_dtype
-    from .load import resolve_hf_spec
+    from .source import resolve_source
 
-    spec = resolve_hf_spec(spec)
+    source = resolve_source(spec)
+    spec = source.model
     path = Path(spec)
     ident: dict[str, Any] = {"v": IDENTITY_VERSION, "kind": "hf"}
     ident.update(_answer_options(HFBackend, options, HF_NEUTRAL))
     device = pick_device(str(ident.get("device", "auto")))
     ident["device"] = device.split(":")[0]
     ident["dtype"] = str(pick_dtype(ident.get("dtype", "auto"), device)).removeprefix("torch.")
+    if source.adapter is not None:
+        ident["adapter"] = {f.name: file_sha256(f, hashes) for f in _adapter_files(source.adapter)}
+    if source.gguf is not None:  # the answers depend on the file's bytes and on the transformers that converts it
+        from .gguf import transformers_version
+
+        ident["model"] = f"gguf:{source.gguf.name}"
+        ident["files"] = {source.gguf.name: file_sha256(source.gguf, hashes)}
+        ident["transformers"] = transformers_version()
+        if ident.get("chat") is None:
+            ident["chat"] = _gguf_has_chat_template(source.gguf)
+        return ident
     if path.exists():
         folder = path.resolve()
         ident["model"] = str(folder)
@@ -529,56 +538,30 @@ def _hf_identity(spec: str, options: dict[str, Any], hashes: RequestCache | None
     return ident
 
 
+def _adapter_files(folder: Path) -> list[Path]:
+    from .adapters import adapter_files
+
+    return adapter_files(folder)
+
+
+def _gguf_has_chat_template(path: Path) -> bool:
+    """Whether a GGUF file's metadata carries a chat template (``tokenizer.chat_template``), read from its cached
+    conversion when there is one, else from the file's header."""
+    from .gguf import cached_entries
+
+    for folder, meta in cached_entries():
+        if meta.get("gguf_name") == path.name and meta.get("gguf_sha256") == file_sha256(path):
+            return _has_chat_template(folder)
+    try:
+        from gguf import GGUFReader
+
+        return "tokenizer.chat_template" in GGUFReader(str(path)).fields
+    except Exception:  # noqa: BLE001 - a file the reader cannot parse fails later, when it is loaded
+        return False
+
+
 def _model_files(folder: Path) -> Iterator[Path]:
     """The files of a model folder that can change its answers (weights, config, tokenizer), in name order."""
     for f in sorted(folder.iterdir(), key=lambda f: f.name):
         if f.is_file() and f.name.endswith(MODEL_FILE_SUFFIXES) and not f.name.startswith("."):
             yield f
-
-
-def file_sha256(path: str | Path, hashes: RequestCache | None = None) -> str:
-    """sha256 of a file, remembered by (resolved path, size, mtime) in this process and in ``hashes``."""
-    path = Path(path).resolve()
-    st = path.stat()
-    memo = (str(path), st.st_size, st.st_mtime_ns)
-    if memo in _FILE_HASHES:
-        return _FILE_HASHES[memo]
-    key = FILE_HASH_PREFIX + _canonical(list(memo))
-    digest = hashes.get_many([key]).get(key) if hashes is not None else None
-    if not isinstance(digest, str):
-        digest = sha256_file(path)
-        if hashes is not None:
-            hashes.put_many({key: digest})
-    _FILE_HASHES[memo] = digest
-    return digest
-
-
-def _hub_snapshot(repo_id: str, revision: str | None) -> tuple[str | None, Path | None]:
-    """The commit ``revision`` (default ``main``) of a hub model resolves to in the local Hugging Face cache,
-    and its snapshot folder; ``(None, None)`` when it was never downloaded. Reads files only."""
-    rev = revision or "main"
-    try:
-        from huggingface_hub import constants
-
-        root = Path(constants.HF_HUB_CACHE)
-    except (ImportError, AttributeError):
-        return (rev if re.fullmatch(r"[0-9a-f]{40}", rev) else None), None
-    repo = root / ("models--" + repo_id.replace("/", "--"))
-    if re.fullmatch(r"[0-9a-f]{40}", rev):
-        commit: str | None = rev
-    else:
-        ref = repo / "refs" / rev
-        commit = ref.read_text().strip() if ref.is_file() else None
-    snapshot = repo / "snapshots" / commit if commit else None
-    return commit, (snapshot if snapshot is not None and snapshot.is_dir() else None)
-
-
-def _has_chat_template(folder: Path) -> bool:
-    """Whether the tokenizer in ``folder`` ships a chat template (what ``chat=None`` turns into)."""
-    if (folder / "chat_template.jinja").is_file() or (folder / "chat_template.json").is_file():
-        return True
-    try:
-        config = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return bool(isinstance(config, dict) and config.get("chat_template"))

@@ -7,6 +7,10 @@ makes padding invisible to real tokens. Batched greedy output equals one-prompt-
 kernels may break exact ties differently). :meth:`HFBackend.choices` scores several options after one context,
 running the context once and the options against its key/value cache.
 
+Any local spec of :func:`~conjugate.lm.load.resolve_source` works: a folder, a hub id, a GGUF file (loaded from
+its cached fp32 conversion, :mod:`conjugate.lm.gguf`), a named real model, ``BASE+adapter:DIR`` (a LoRA adapter
+checked against its base and merged into it, :mod:`conjugate.lm.adapters`).
+
 Weights load through ``from_pretrained``: safetensors when the repository has them, else ``torch.load`` with
 ``weights_only=True`` (no arbitrary unpickling; pass ``safetensors_only=True`` to refuse ``.bin`` files
 altogether). A ``.bin`` file whose pickle holds anything but tensors is refused with one line (it is never run,
@@ -26,23 +30,12 @@ from typing import Any
 
 import torch
 
-from .backend import BackendError, cut_at_stop, split_context
+from .backend import BackendError, cut_at_stop, require_transformers, split_context
 from .runner import ProgressBar
 
 log = logging.getLogger(__name__)
 
 DEFAULT_BATCH = {"cpu": 16, "cuda": 64, "mps": 16}
-
-
-def require_transformers() -> Any:
-    """Import ``transformers`` or explain how to install it."""
-    try:
-        import transformers
-    except ImportError:
-        raise BackendError(
-            "Hugging Face models need the 'transformers' package: pip install 'conjugate-prompting[hf]'"
-        ) from None
-    return transformers
 
 
 def pick_device(device: str = "auto") -> str:
@@ -126,12 +119,33 @@ class HFBackend:
             self.batch_size = batch_size
         else:
             raise BackendError(f"batch_size must be a positive integer or 'auto', got {batch_size!r}")
-        self.tokenizer, self.model = _load(transformers, self.name, self.dtype, self.device, revision, safetensors_only)
+        from .source import resolve_source
+
+        self.source = resolve_source(self.name)
+        if self.source.adapter is not None:  # an adapter made for another base is refused before any loading
+            from .adapters import check_base, fingerprint, split_adapter
+
+            check_base(self.source.adapter, fingerprint(self.source.model, self.source.gguf),
+                       split_adapter(self.name)[0])
+        self.tokenizer, self.model = _load(transformers, self._weights_folder(), self.dtype, self.device, revision,
+                                           safetensors_only)
+        if self.source.adapter is not None:
+            from .adapters import apply_adapter
+
+            self.model = apply_adapter(self.model, self.source.adapter).to(self.device)
         has_template = bool(getattr(self.tokenizer, "chat_template", None))
         if chat and not has_template:
             raise BackendError(f"{self.name}: chat=True but the tokenizer has no chat_template")
         self.chat = has_template if chat is None else bool(chat)
         self.bos = bos
+
+    def _weights_folder(self) -> str:
+        """What ``from_pretrained`` reads: the cached fp32 conversion of a GGUF file, else the folder or hub id."""
+        if self.source.gguf is None:
+            return self.source.model
+        from .gguf import converted_folder
+
+        return str(converted_folder(self.source.gguf))
 
     def __repr__(self) -> str:
         return f"HFBackend({self.name!r}, device={self.device!r}, dtype={self.dtype}, chat={self.chat})"

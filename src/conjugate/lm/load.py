@@ -8,7 +8,13 @@ Specs:
   ``openai:meta-llama/Llama-3-8B@http://127.0.0.1:8000/v1``; without ``@<base-url>`` the ``OPENAI_BASE_URL``
   environment variable is used → :class:`~conjugate.lm.openai_compat.OpenAIBackend`;
 - ``<preset>:base`` / ``<preset>:tuned`` from :mod:`conjugate.lm.presets` (a bare preset name is a pair: expand
-  it with :func:`~conjugate.lm.presets.resolve_models` first).
+  it with :func:`~conjugate.lm.presets.resolve_models` first);
+- a GGUF file: ``gguf:PATH`` (the file, or a folder holding one), a path ending in ``.gguf``, or a folder with
+  one ``.gguf`` file and no ``config.json`` → :class:`~conjugate.lm.hf.HFBackend` on its cached fp32 conversion
+  (:mod:`conjugate.lm.gguf`);
+- a real model by name (``gemma3-270m``, ``smollm2-135m-instruct``, ``gemma3-270m-tuned-en``; see
+  :mod:`conjugate.lm.catalog` and ``conjugate models list``);
+- ``BASE+adapter:DIR``: any of the local specs above plus a LoRA adapter folder (:mod:`conjugate.lm.adapters`).
 
 Keyword arguments go to the backend's constructor. Options meant only for the other kind of backend (say
 ``batch_size`` for a served model) are dropped, so a study can pass one set of options for any spec; a name
@@ -19,11 +25,12 @@ from __future__ import annotations
 
 import inspect
 import os
-from pathlib import Path
 from typing import Any
 
 from .backend import Backend, BackendError
-from .presets import PRESETS, expand
+from .source import HFSource, looks_like_path, resolve_hf_spec, resolve_source
+
+__all__ = ["load_backend", "parse_openai_spec", "HFSource", "resolve_source", "resolve_hf_spec", "looks_like_path"]
 
 OPENAI_PREFIXES = {"openai:": False, "openai-chat:": True}
 
@@ -42,27 +49,8 @@ def load_backend(spec: str, **kwargs: Any) -> Backend:
             return OpenAIBackend(model, base_url, **_accepted(OpenAIBackend, kwargs, spec))
     from .hf import HFBackend
 
-    return HFBackend(resolve_hf_spec(spec), **_accepted(HFBackend, kwargs, spec))
-
-
-def resolve_hf_spec(spec: str) -> str:
-    """A local model folder (as a path string) or a hub id for a Hugging Face spec (``hf:`` prefix and presets'
-    ``<name>:base`` / ``<name>:tuned`` resolved); :class:`BackendError` for a pair, a file, a missing folder."""
-    spec = spec.strip().removeprefix("hf:")
-    if spec in PRESETS:
-        p = PRESETS[spec]
-        raise BackendError(f"{spec!r} is a preset pair ({p['base']} → {p['tuned']}); "
-                           f"use {spec}:base or {spec}:tuned, or expand it with resolve_models")
-    try:
-        (spec,) = expand(spec)
-    except ValueError as e:
-        raise BackendError(str(e)) from None
-    path = Path(spec).expanduser()
-    if path.exists() and not path.is_dir():
-        raise BackendError(f"model path {spec} is a file, not a model folder")
-    if not path.exists() and looks_like_path(spec):
-        raise BackendError(f"model path {spec} does not exist")
-    return str(path) if path.exists() else spec
+    resolve_source(spec)  # a bad spec fails here, before transformers is imported
+    return HFBackend(spec.removeprefix("hf:"), **_accepted(HFBackend, kwargs, spec))
 
 
 def parse_openai_spec(rest: str, spec: str) -> tuple[str, str]:
@@ -78,12 +66,6 @@ def parse_openai_spec(rest: str, spec: str) -> tuple[str, str]:
     if not model:
         raise BackendError(f"model spec {spec!r} names no model: expected openai:<model>@<base-url>")
     return model, base_url
-
-
-def looks_like_path(spec: str) -> bool:
-    """A spec written as a filesystem path rather than a hub id (``org/name``)."""
-    return (spec.startswith((".", "/", "~")) or "\\" in spec or spec.endswith("/") or spec.count("/") > 1
-            or os.path.isabs(spec))
 
 
 def _accepted(cls: type, kwargs: dict[str, Any], spec: str) -> dict[str, Any]:

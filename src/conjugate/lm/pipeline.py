@@ -286,7 +286,8 @@ def summarise(records: Sequence[Record], models: Sequence[str], arms: Sequence[A
               seed: int = 0, n_boot: int = N_BOOT) -> dict[str, Any]:
     """``value[model][lang][transform]`` (the mean of the scorer's ``metric`` field) with ``ci95`` and ``n``;
     with a base and tuned models (``models[0]`` is the base) ``drop[model][lang]`` = base − tuned on the
-    identity arm, and per non-identity transform ``recovery[model][lang][transform]``: the tuned model's value,
+    identity arm with ``drop_ci95`` (paired bootstrap: the same items for both models), and per non-identity
+    transform ``recovery[model][lang][transform]``: the tuned model's value,
     its value on the identity arm, the share of the drop the transform recovers, ``(tuned_T − tuned_id) /
     (base_id − tuned_id)``, and a paired bootstrap 95 % interval of that share (None when there is no drop)."""
     langs = list(dict.fromkeys(r.lang for r in records))
@@ -317,6 +318,9 @@ def summarise(records: Sequence[Record], models: Sequence[str], arms: Sequence[A
                 bv, iv = np.array([b[i] for i in ids]), np.array([tid[i] for i in ids])
                 drop = float(np.nanmean(bv) - np.nanmean(iv)) if ids else None
                 out["drop"].setdefault(m, {})[lang] = drop
+                paired = bv - iv
+                out.setdefault("drop_ci95", {}).setdefault(m, {})[lang] = _ci(
+                    paired[~np.isnan(paired)], np.random.default_rng([seed, mi, li, 2]), n_boot)
                 for ti, t in enumerate(transforms[1:], 1):
                     tt = cell.get((m, lang, t), {})
                     common = [i for i in ids if i in tt]

@@ -56,6 +56,13 @@ PRESETS: dict[str, dict[str, str]] = {
         "study": "icl_vs_if",
         "notes": "Small modern base/instruct pair, mostly English pretraining; runs on a CPU.",
     },
+    "gemma3-270m-en": {
+        "base": "gemma3-270m",
+        "tuned": "gemma3-270m-tuned-en",
+        "study": "icl_vs_if",
+        "notes": "Offline matched pair from the package index: Gemma 3 270M base and the same model with the "
+                 "project's English instruction-tuning LoRA adapter (conjugate models list).",
+    },
     "qwen2.5-0.5b-coder": {
         "base": "Qwen/Qwen2.5-0.5B",
         "tuned": "Qwen/Qwen2.5-Coder-0.5B",

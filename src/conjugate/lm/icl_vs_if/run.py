@@ -143,8 +143,10 @@ def run_study(
         generated, cached = sum(c["misses"] for c in counts.values()), sum(c["hits"] for c in counts.values())
         summary = aggregate(scored, models)
         summary.update(generated=generated, cached=cached, max_new_tokens=max_new_tokens)
+        intervals = summarise(records, models, arms, "icl_correct", seed=seed)
+        summary["ci"] = {k: intervals[k] for k in ("ci95", "n", "drop_ci95", "bootstrap") if k in intervals}
         if len(arms) > 1:
-            summary["conjugate"] = summarise(records, models, arms, "icl_correct", seed=seed)
+            summary["conjugate"] = intervals
         atomic_write_text(run.path("scores.csv"), scores_csv(scored))
         write_json(run.path("summary.json"), summary)
         write_table(summary, run.path("table.md"))
