@@ -184,3 +184,21 @@ def test_models_list_shows_the_installed_models():
     result = CliRunner().invoke(app, ["models", "list"])
     assert result.exit_code == 0, result.output
     assert "gemma3-270m" in result.output and "smollm2" in result.output and "installed" in result.output
+
+
+def test_gemma_file_is_joined_from_its_chunk_packages_and_rejoined_when_damaged(tmp_path: Path,
+                                                                                monkeypatch: pytest.MonkeyPatch):
+    from conjugate.runs import sha256_file
+
+    monkeypatch.setenv("CONJUGATE_CACHE", str(tmp_path))
+    m = catalog.PACKAGED["gemma3-270m"]
+    path = catalog.model_file("gemma3-270m")
+    assert path == tmp_path / "models" / m.file_name and path.stat().st_size == m.size
+    assert sha256_file(path) == m.sha256
+    with open(path, "r+b") as f:  # one flipped byte: the file is joined again, never used damaged
+        f.seek(1000)
+        byte = f.read(1)
+        f.seek(1000)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    assert catalog.model_file("gemma3-270m") == path and sha256_file(path) == m.sha256
+    assert not [p for p in path.parent.iterdir() if p.name.startswith(".")]  # no temporary file left

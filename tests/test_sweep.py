@@ -236,12 +236,14 @@ def test_synthetic_claims_thresholds() -> None:
     from conjugate.synthetic.claims import synthetic_claims
 
     s = {"cont_mse": {"pretrained": 0.2, "finetuned": 0.3, "finetuned_conjugate": 0.26},
-         "bayes": {"mixture_pretrain_cont": 0.15}, "disc_mse": {"pretrained": 0.05, "finetuned": 0.04},
+         "bayes": {"mixture_pretrain_cont": 0.18}, "disc_mse": {"pretrained": 0.05, "finetuned": 0.04},
+         "last_exemplar": {"disc": {"pretrained": 0.01, "finetuned": 0.008}},
          "implicit_alpha": {"pretrained": 0.2, "finetuned": 0.39}}
     c = synthetic_claims(s)
-    assert c["learned_bayes"]["value"] == pytest.approx(0.2 / 0.15) and c["learned_bayes"]["met"]
+    assert c["learned_bayes"]["value"] == pytest.approx(0.2 / 0.18) and c["learned_bayes"]["met"]  # ≤ 1.15
+    assert not synthetic_claims({**s, "bayes": {"mixture_pretrain_cont": 0.15}})["learned_bayes"]["met"]
     assert c["forgetting"]["value"] == pytest.approx(1.5) and c["forgetting"]["met"]
-    assert c["disc_not_worse"]["met"]
+    assert c["disc_not_worse"]["met"] and c["disc_not_worse"]["value"] == pytest.approx(-0.002)  # at n−1
     assert c["recovery"]["value"] == pytest.approx(0.4) and c["recovery"]["met"]
     assert c["implicit_inference"]["value"] == pytest.approx(0.19) and not c["implicit_inference"]["met"]
     assert not synthetic_claims({**s, "cont_mse": {**s["cont_mse"], "finetuned_conjugate": 0.28}})["recovery"]["met"]

@@ -59,6 +59,8 @@ def smoke(tmp_path_factory) -> Path:
     result = smoke_run(out)
     assert result.exit_code == 0, (result.output, result.exception)
     assert f"report: {out / 'report.md'}" in result.stdout
+    assert "learned (pretrained vs Bayes): disc_last_vs_ridge" in result.stderr  # the criteria and the split
+    assert "explains" in result.stderr and "predicted by Bayes(α_eff)" in result.stderr.replace("\n", " ")
     return out
 
 
@@ -102,7 +104,7 @@ def test_smoke_run_writes_the_contract(smoke):
 
     s = read_json(smoke / "summary.json")
     required = {"preset", "seed", "d", "n_points", "cont_mse", "disc_mse", "bayes", "conjugate_scale",
-                "implicit_alpha", "distance_sweep", "seconds"}
+                "implicit_alpha", "distance_sweep", "seconds", "learned", "decomposition", "last_exemplar"}
     assert required <= set(s)
     assert (s["preset"], s["seed"], s["d"], s["n_points"]) == ("smoke", 0, cfg.d, cfg.n_points)
     assert set(s["cont_mse"]) == {"pretrained", "finetuned", "finetuned_conjugate"}
@@ -131,6 +133,8 @@ def test_smoke_run_writes_the_contract(smoke):
         assert p.read_bytes()[:8] == PNG and p.stat().st_size > 1000
     report = (smoke / "report.md").read_text()
     assert "preset `smoke`" in report and all(f"figures/{f}" in report for f in FIGURES)
+    assert "## Did the pretrained model learn the mixture?" in report
+    assert "## Forgetting: suppressed or erased?" in report
 
     log = list(read_jsonl(smoke / "train_log.jsonl"))
     assert log and all({"step", "loss", "lr", "elapsed"} <= set(r) for r in log)

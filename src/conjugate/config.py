@@ -64,7 +64,7 @@ class SyntheticConfig:
     alpha_grid: int = 201  # points of the α grid for the α_eff fit
     # execution
     checkpoint_every: int = 1000
-    threads: int = 0  # 0: torch's default
+    threads: int = 0  # 0: auto (see conjugate.synthetic.threads)
     compile: bool = False
     amp_bf16: bool = False
 

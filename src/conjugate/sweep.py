@@ -219,6 +219,9 @@ def execute(spec: RunSpec) -> dict[str, Any]:
     error and its traceback come back in the result, so the sweep goes on."""
     t0 = time.perf_counter()
     result: dict[str, Any] = {"name": spec.name, "ok": False, "host": socket.gethostname(), "pid": os.getpid()}
+    given = os.environ.get("CONJUGATE_THREADS")
+    if given is None:  # the run's automatic thread choice keeps the CPUs the sweep gives each run
+        os.environ["CONJUGATE_THREADS"] = str(max(1, spec.cpus))
     try:
         import torch
 
@@ -238,6 +241,9 @@ def execute(spec: RunSpec) -> dict[str, Any]:
     except Exception as e:  # noqa: BLE001 - a failed run is recorded, not fatal
         result["error"] = f"{type(e).__name__}: {e}"
         result["traceback"] = traceback.format_exc()
+    finally:
+        if given is None:
+            os.environ.pop("CONJUGATE_THREADS", None)
     result["seconds"] = time.perf_counter() - t0
     return result
 

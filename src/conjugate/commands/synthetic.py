@@ -37,6 +37,9 @@ def run(
                                                    "pretrained model from it, or train and store it there"),
 ) -> None:
     """Pretrain → fine-tune → evaluate → figures and report."""
+    from ..synthetic.threads import prepare_openmp
+
+    prepare_openmp()  # OpenMP reads its wait policy once, when torch loads it: before the first torch import
     from ..synthetic.study import run_synthetic
 
     def study() -> dict:
@@ -51,7 +54,24 @@ def run(
     console.print(f"D_cont error: pretrained {summary['cont_mse']['pretrained']:.4f}, fine-tuned "
                   f"{summary['cont_mse']['finetuned']:.4f}, conjugate (c={summary['conjugate_scale']:g}) "
                   f"{summary['cont_mse']['finetuned_conjugate']:.4f}")
+    _print_diagnostics(summary)
     typer.echo(f"report: {Path(out) / 'report.md'}")
+
+
+def _print_diagnostics(summary: dict) -> None:
+    """The learned-mixture criteria and the forgetting's split, one line each (the report has the details)."""
+    learned, dec = summary.get("learned"), summary.get("decomposition")
+    if learned:
+        parts = [f"{k} {learned[k]:.3g} (≤ {learned['thresholds'][k]:g}: {'met' if learned['met'][k] else 'NOT met'})"
+                 for k in learned["thresholds"] if learned.get(k) is not None]
+        console.print("learned (pretrained vs Bayes): " + ", ".join(parts))
+    if dec:
+        from ..synthetic.decomposition import split_phrase
+
+        split, rec = split_phrase(dec), dec["recovery"]
+        console.print(f"forgetting {dec['observed']:+.4f}: prior shift (α_eff {dec['alpha_eff']['pretrained']:.2f} → "
+                      f"{dec['alpha_eff']['finetuned']:.2f}) explains {dec['explained']:+.4f}; {split}; conjugate "
+                      f"recovery {rec['observed']:+.4f} observed vs {rec['predicted']:+.4f} predicted by Bayes(α_eff)")
 
 
 @app.command()

@@ -17,7 +17,9 @@ from ..runs import RunDir, read_json, write_json
 from ..studyrun import start_run
 from ..training import StageSpec, finish_stage, train_stage
 from . import bayes, plots, tasks
+from . import decomposition as dc
 from . import evaluate as ev
+from . import threads as thread_policy
 from .model import InContextRegressor, ModelConfig, load_model
 from .results import (
     CONT_TEST,
@@ -103,7 +105,8 @@ def eval_sets(cfg: SyntheticConfig, seed: int) -> dict[PromptSet, tasks.Prompts]
 
 
 def _curve(x: torch.Tensor) -> list[float]:
-    return [round(float(v), 6) for v in x]
+    """A curve as JSON numbers, to 6 significant digits (small errors at many exemplars keep their precision)."""
+    return [float(f"{float(v):.6g}") for v in x]
 
 
 def evaluate_models(cfg: SyntheticConfig, models: dict[str, InContextRegressor], seed: int,
@@ -193,6 +196,7 @@ def summarise(cfg: SyntheticConfig, preset: str, seed: int, e: Evaluation, secon
     gap = fin - pre
     b = e.bayes.mse
     cont, disc = Dist.CONT, Dist.DISC
+    last = _last_exemplar(e, c_star)
     return {
         "preset": preset, "seed": seed, "d": cfg.d, "n_points": cfg.n_points,
         "cont_mse": {"pretrained": pre, "finetuned": fin, "finetuned_conjugate": conj},
@@ -218,6 +222,39 @@ def summarise(cfg: SyntheticConfig, preset: str, seed: int, e: Evaluation, secon
         "cont_mse_by_scale": {name: scale_numbers(e.models[name].mse[CONT_TEST])
                               for name in ("pretrained", "finetuned")},
         "bayes_cont_mse_by_scale": e.bayes_scaled_numbers(),
+        "last_exemplar": last,
+        "learned": dc.learned(
+            exemplars=last["exemplars"], disc_last=last["disc"]["pretrained"], ridge_disc_last=last["disc"]["ridge"],
+            disc=pretrained.mse[DISC_TEST][1.0], bayes_disc=b[(Reference.MIXTURE_PRETRAIN, disc)],
+            cont=pre, bayes_cont=b[(Reference.MIXTURE_PRETRAIN, cont)], cont_last=last["cont"]["pretrained"],
+            ridge_cont_last=last["cont"]["ridge"]),
+        "decomposition": dc.decomposition(
+            pretrained=pre, finetuned=fin, bayes_pretrained=pretrained.bayes_at_alpha_eff[1.0],
+            bayes_finetuned=finetuned.bayes_at_alpha_eff[1.0], alpha_pretrained=pretrained.alpha_eff,
+            alpha_finetuned=finetuned.alpha_eff,
+            residual_pretrained=dc.fit_residual(pretrained.alpha_fit.alphas, pretrained.alpha_fit.distance),
+            residual_finetuned=dc.fit_residual(finetuned.alpha_fit.alphas, finetuned.alpha_fit.distance),
+            distance_pretrained=min(pretrained.alpha_fit.distance) / cfg.d,
+            distance_finetuned=min(finetuned.alpha_fit.distance) / cfg.d,
+            scale=c_star, conjugate=conj, bayes_finetuned_conjugate=finetuned.bayes_at_alpha_eff[c_star]),
+    }
+
+
+def _last_exemplar(e: Evaluation, c_star: float) -> dict:
+    """Every model's and reference's error at n−1 exemplars (the curves' last point), on the test prompts."""
+    models, curves = e.models, e.bayes.curves
+    return {
+        "exemplars": e.positions[-1],
+        "cont": {"pretrained": models["pretrained"].curves[(Dist.CONT, 1.0)][-1],
+                 "finetuned": models["finetuned"].curves[(Dist.CONT, 1.0)][-1],
+                 "finetuned_conjugate": models["finetuned"].curves[(Dist.CONT, c_star)][-1],
+                 "ridge": curves[(Reference.RIDGE, Dist.CONT)][-1],
+                 "mixture_pretrain": curves[(Reference.MIXTURE_PRETRAIN, Dist.CONT)][-1]},
+        "disc": {"pretrained": models["pretrained"].curves[(Dist.DISC, 1.0)][-1],
+                 "finetuned": models["finetuned"].curves[(Dist.DISC, 1.0)][-1],
+                 "ridge": curves[(Reference.RIDGE, Dist.DISC)][-1],
+                 "dmmse": curves[(Reference.DMMSE, Dist.DISC)][-1],
+                 "mixture_pretrain": curves[(Reference.MIXTURE_PRETRAIN, Dist.DISC)][-1]},
     }
 
 
@@ -226,10 +263,12 @@ def run_synthetic(cfg: SyntheticConfig, out: str | Path, *, preset: str = "custo
                   pretrain_cache: str | Path | None = None) -> dict:
     """The whole pipeline into ``out``; returns the summary. Finished stages are skipped on rerun.
     ``pretrain_cache``: a folder through which runs of the same pretraining share it (:mod:`conjugate.share`)."""
+    thread_policy.env_threads()  # a bad CONJUGATE_THREADS stops here, before the run folder is made
     run, dev = start_run(cfg, out, seed, device, pretrain_cache, "synthetic run")
     with run:
+        threads = thread_policy.apply(cfg.threads, dev.type)
         if not run.path("config.json").exists():
-            run.write_config(cfg.to_dict(), seed, {"preset": preset, "device": str(dev)})
+            run.write_config(cfg.to_dict(), seed, {"preset": preset, "device": str(dev), "threads": threads})
         t0 = time.perf_counter()
         torch.manual_seed(seed)
         pre = train_model(cfg, run, seed, dev, "pretrain", None, show_progress, stop_after,
@@ -289,6 +328,15 @@ def write_report(run: RunDir, s: dict, cfg: SyntheticConfig) -> Path:
         f"{f(s['rotation_control']['pretrained']['disc'])}, fine-tuned {f(s['rotation_control']['finetuned']['cont'])}"
         f" / {f(s['rotation_control']['finetuned']['disc'])}.",
         f"- Wall time: {s['seconds']:.0f} s.", "",
+    ]
+    if "learned" in s:  # summaries written before these blocks existed have neither
+        lines += ["## Did the pretrained model learn the mixture?", "", *dc.learned_table(s["learned"]), ""]
+    if "decomposition" in s:
+        lines += ["## Forgetting: suppressed or erased?", "",
+                  "Suppression: the part of the D_cont forgetting that the shift of the inferred prior (α_eff) "
+                  "produces in the Bayes predictor; erasure: the rest.", "",
+                  *dc.decomposition_lines(s["decomposition"]), ""]
+    lines += [
         "![loss vs exemplars](figures/loss_vs_exemplars.png)", "",
         "![loss vs scale](figures/loss_vs_scale.png)", "",
         "![alpha_eff](figures/alpha_eff.png)", "",
