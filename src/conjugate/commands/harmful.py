@@ -1,4 +1,4 @@
-"""``conjugate harmful``: harmful-instruction refusals across languages (SPEC §2b); run, export, agreement."""
+"""``conjugate harmful``: harmful-instruction refusals across languages; run, eval-sets, export, agreement."""
 
 from __future__ import annotations
 
@@ -24,9 +24,17 @@ def _errors() -> tuple[type[BaseException], ...]:
 
 @app.command()
 def run(
-    input: Path = typer.Option(..., "--input", help="AdvBench harmful_behaviors.csv (goal column), a .jsonl with "
-                                                    "'prompt', or a text file with one instruction per line"),
-    langs: str = typer.Option(..., help="comma-separated language codes, e.g. en,ja,hu,sw,ml"),
+    input: Path | None = typer.Option(None, "--input", help="AdvBench harmful_behaviors.csv (goal column), a .jsonl "
+                                                           "with 'prompt', or a text file with one instruction per "
+                                                           "line (or give --eval-set)"),
+    eval_set: str | None = typer.Option(None, "--eval-set", help="a held-out evaluation set instead of --input: "
+                                                                 "harmbench-test, advbench-heldout (needs --authors) "
+                                                                 "or benign (over-refusal); see `harmful eval-sets`"),
+    authors: Path | None = typer.Option(None, help="the authors' files for --eval-set advbench-heldout: a clone of "
+                                                   "kothasuhas/understanding-forgetting, its harmful_generation/ or "
+                                                   "harmful_instructions/ folder"),
+    langs: str | None = typer.Option(None, help="comma-separated language codes, e.g. en,ja,hu,sw,ml (required with "
+                                                "--input; with --eval-set: the set's languages)"),
     model: list[str] = typer.Option(..., "--model", help="chat model: local folder / hub id (chat template) or "
                                                          "openai-chat:<model>@<url> (repeatable)"),
     out: Path = typer.Option(..., help="output folder (rerun to resume)"),
@@ -70,10 +78,17 @@ def run(
                             sample=sample, seed=seed, redact=redact, max_new_tokens=max_new_tokens,
                             system_prompt=system_prompt, batch_size=size, show_progress=not quiet,
                             transforms=transform, cache=cache_setting(cache, no_cache), model_arms=arms,
-                            sample_method=sample_method, bos=bos, setup=setup)
+                            sample_method=sample_method, bos=bos, setup=setup, eval_set=eval_set, authors=authors)
     except _errors() as e:
         raise _fail(str(e)) from None
+    if "eval_set" in summary:
+        es = summary["eval_set"]
+        typer.echo(f"eval set {es['name']}: {es['n_items']} of {es['n_set']} items")
     for m in summary["models"]:
+        if "over_refusal" in summary:
+            cells = "  ".join(f"{lang} {100 * r['rate']:5.1f}" for lang, r in summary["over_refusal"][m].items())
+            typer.echo(f"over-refusal % | {m}: {cells}")
+            continue
         cells = "  ".join(f"{lang} {100 * r['ANSWER']:5.1f}" for lang, r in summary["rates"][m].items())
         typer.echo(f"answer rate % | {m}: {cells}")
     if "conjugate" in summary:
@@ -81,6 +96,25 @@ def run(
             typer.echo(line)
     typer.echo(f"generated {summary['generated']}, reused {summary['reused']}, relabelled {summary['relabelled']}; "
                f"wrote {out / 'table.md'}")
+
+
+@app.command("eval-sets")
+def eval_sets(
+    authors: Path | None = typer.Option(None, help="the authors' folder, to count advbench-heldout too"),
+) -> None:
+    """List the held-out evaluation sets of `harmful run --eval-set`, with their item counts and sources."""
+    from ..lm.harmful.evalsets import EVAL_SETS, load_eval_set
+
+    for name in EVAL_SETS:
+        if name == "advbench-heldout" and authors is None:
+            typer.echo(f"{name}: the odd lines of the authors' harmful_instructions_en.txt in en, ja, hu, sw, ml "
+                       "(give --authors DIR to count them)")
+            continue
+        try:
+            es = load_eval_set(name, authors=authors if name == "advbench-heldout" else None)
+        except _errors() as e:
+            raise _fail(str(e)) from None
+        typer.echo(f"{es.describe()}; languages {','.join(es.default_langs)}; from {es.source}")
 
 
 @app.command()

@@ -117,8 +117,12 @@ def answer_loss(forward: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """Mean cross-entropy of the answer tokens; logits only at the positions that predict one."""
     target = batch["target"]
     predicts = target[:, 1:].any(0).nonzero()[:, 0]  # position p predicts token p + 1
-    out = forward(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], logits_to_keep=predicts)
-    logits = out.logits.float()  # (batch, len(predicts), vocab)
+    try:
+        out = forward(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], logits_to_keep=predicts)
+        logits = out.logits.float()  # (batch, len(predicts), vocab)
+    except TypeError:  # a model whose forward has no logits_to_keep: every position, then the ones needed
+        out = forward(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+        logits = out.logits[:, predicts].float()
     labels = batch["input_ids"][:, predicts + 1]
     keep = target[:, predicts + 1]
     return torch.nn.functional.cross_entropy(logits[keep], labels[keep])

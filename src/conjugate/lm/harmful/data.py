@@ -126,6 +126,8 @@ def load_translated(directory: str | Path, lang: str, n_items: int, input_path: 
     lines = read_text(path, HarmfulInputError).splitlines()
     while lines and not lines[-1].strip():
         lines.pop()
+    if not lines:
+        raise HarmfulInputError(f"{path}: empty file ({input_path} has {n_items} instructions to align with)")
     if len(lines) != n_items:
         raise HarmfulInputError(f"{path}: {len(lines)} lines but {input_path} has {n_items} instructions; "
                                 "translation files must be aligned line by line with the input")

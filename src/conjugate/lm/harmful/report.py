@@ -58,13 +58,53 @@ def summarise(rows: Iterable[dict], models: Sequence[str], langs: Sequence[str],
     return summary
 
 
+def add_eval_set(summary: dict, rows: Iterable[dict], es, seed: int, n_boot: int = N_BOOT) -> dict:
+    """Add an evaluation set's blocks to ``summary`` (in place): ``eval_set`` (name, kind, items, source),
+    ``by_type`` (per model, language and item type: ``n`` and the refusal rate with its 95 % interval) and, for
+    the ``benign`` set, ``over_refusal`` (per model and language: the refusal rate with its 95 % interval, the
+    same numbers as ``rates``/``ci95``'s ``REFUSE``)."""
+    rows = list(rows)
+    n_items = len({r["id"] for r in rows})
+    summary["eval_set"] = {"name": es.name, "kind": es.kind, "n_items": n_items, "n_set": len(es.items),
+                           "source": es.source}
+    models, langs = summary["models"], summary["langs"]
+    types = sorted(set(es.types.values()))
+    refuse = LABELS.index("REFUSE")
+    if types:
+        counts = {(m, lang, t): dict.fromkeys(LABELS, 0) for m in models for lang in langs for t in types}
+        for r in rows:
+            counts[(r["model"], r["lang"], es.types[r["id"]])][r["label"]] += 1
+        by_type: dict = {}
+        for i, m in enumerate(models):
+            by_type[m] = {}
+            for j, lang in enumerate(langs):
+                by_type[m][lang] = {}
+                for k, t in enumerate(types):
+                    c = [counts[(m, lang, t)][lab] for lab in LABELS]
+                    n = sum(c)
+                    if not n:
+                        continue
+                    lo, hi = bootstrap_ci(c, (seed, i, j, k + 1), n_boot)[refuse]
+                    by_type[m][lang][t] = {"n": n, "REFUSE": c[refuse] / n, "ci95": [float(lo), float(hi)]}
+        summary["by_type"] = by_type
+    if es.kind == "benign":
+        summary["over_refusal"] = {
+            m: {lang: {"rate": summary["rates"][m][lang]["REFUSE"], "ci95": summary["ci95"][m][lang]["REFUSE"],
+                       "n": summary["rates"][m][lang]["n"]} for lang in langs} for m in models}
+    return summary
+
 
 def table_markdown(summary: dict, judge: str) -> str:
-    """One table per model: per language the answer rate with its 95% interval, refuse and ambiguous rates."""
+    """One table per model: per language the answer rate with its 95% interval, refuse and ambiguous rates; for
+    the benign evaluation set the refusal (over-refusal) rate with its interval comes first."""
+    if "over_refusal" in summary:
+        return _benign_table(summary, judge)
     boot = summary["bootstrap"]
     lines = ["## Harmful instructions: answer / refuse / ambiguous rates (%)", "",
              f"Judge: `{judge}`. Brackets: 95% bootstrap interval of the answer rate ({boot['resamples']} "
              f"resamples, seed {boot['seed']}). A higher answer rate means the safety tuning held less."]
+    if "eval_set" in summary:
+        lines += ["", _eval_set_line(summary)]
     has_en = "answer_rate_minus_en" in summary
     for m in summary["models"]:
         head = ["language", "n", "answer % [95% CI]", "refuse %", "ambiguous %"] + (["answer − en (points)"]
@@ -78,7 +118,46 @@ def table_markdown(summary: dict, judge: str) -> str:
                 diff = summary["answer_rate_minus_en"][m].get(lang)
                 cells.append("–" if diff is None else (f"{100 * diff:+.1f}" if not math.isnan(diff) else "–"))
             lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + _type_lines(summary)) + "\n"
+
+
+def _eval_set_line(summary: dict) -> str:
+    es = summary["eval_set"]
+    sampled = f"{es['n_items']} of its {es['n_set']} items" if es["n_items"] != es["n_set"] else \
+        f"all {es['n_set']} items"
+    return f"Evaluation set: `{es['name']}`, {sampled}."
+
+
+def _benign_table(summary: dict, judge: str) -> str:
+    """The benign set: over-refusal (the refusal rate) per model and language, with its 95% interval."""
+    boot = summary["bootstrap"]
+    lines = ["## Benign prompts: over-refusal (%)", "",
+             f"Judge: `{judge}`. Over-refusal: the share of benign prompts labelled REFUSE; brackets: its 95% "
+             f"bootstrap interval ({boot['resamples']} resamples, seed {boot['seed']}). Lower is better.", "",
+             _eval_set_line(summary)]
+    for m in summary["models"]:
+        head = ["language", "n", "over-refusal % [95% CI]", "answer %", "ambiguous %"]
+        lines += ["", f"### {m}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for lang in summary["langs"]:
+            r, o = summary["rates"][m][lang], summary["over_refusal"][m][lang]
+            lines.append("| " + " | ".join([lang, str(r["n"]), f"{pct(o['rate'])} [{pct(o['ci95'][0])}, "
+                                                             f"{pct(o['ci95'][1])}]", pct(r["ANSWER"]),
+                                            pct(r["AMBIGUOUS"])]) + " |")
+    return "\n".join(lines + _type_lines(summary)) + "\n"
+
+
+def _type_lines(summary: dict) -> list[str]:
+    """Refusal rate per item type (benign: look-alike / plain; HarmBench: semantic category)."""
+    if "by_type" not in summary:
+        return []
+    lines = ["", "### Refusal rate by item type (%)", "", "| model | language | type | n | refuse % [95% CI] |",
+             "|---|---|---|---|---|"]
+    for m, per_lang in summary["by_type"].items():
+        for lang, per_type in per_lang.items():
+            for t, v in per_type.items():
+                lines.append(f"| {m} | {lang} | {t} | {v['n']} | {pct(v['REFUSE'])} [{pct(v['ci95'][0])}, "
+                             f"{pct(v['ci95'][1])}] |")
+    return lines
 
 
 def write_table(summary: dict, judge: str, path: str | Path) -> Path:
@@ -89,7 +168,10 @@ def write_table(summary: dict, judge: str, path: str | Path) -> Path:
 
 
 def plot_answer_rates(summary: dict, path: str | Path, judge: str = "") -> Path:
-    """Grouped bars: one group per language, one bar per model, answer rate with 95% interval error bars."""
+    """Grouped bars: one group per language, one bar per model, answer rate with 95% interval error bars (for
+    the benign evaluation set: the over-refusal rate)."""
+    benign = "over_refusal" in summary
+    label = "REFUSE" if benign else "ANSWER"
     import matplotlib
 
     matplotlib.use("Agg")
@@ -100,15 +182,15 @@ def plot_answer_rates(summary: dict, path: str | Path, judge: str = "") -> Path:
     fig, ax = plt.subplots(figsize=(max(6.0, 1.0 * len(langs) + 2.5), 3.6))
     for k, m in enumerate(models):
         xs = np.arange(len(langs)) + (k - (len(models) - 1) / 2) * width
-        ys = np.array([summary["rates"][m][lang]["ANSWER"] for lang in langs], dtype=float)
-        ci = np.array([summary["ci95"][m][lang]["ANSWER"] for lang in langs], dtype=float)
+        ys = np.array([summary["rates"][m][lang][label] for lang in langs], dtype=float)
+        ci = np.array([summary["ci95"][m][lang][label] for lang in langs], dtype=float)
         err = np.clip(np.vstack([ys - ci[:, 0], ci[:, 1] - ys]), 0, None)
         ax.bar(xs, np.nan_to_num(ys), width=width, yerr=np.nan_to_num(err), capsize=3, label=_short(m))
     ax.set_xticks(range(len(langs)), langs)
     ax.set_ylim(0, 1.05)
-    ax.set_ylabel("answer rate (share labelled ANSWER)")
-    ax.set_title("Harmful instructions answered, by prompt language" + (f" (judge: {judge})" if judge else ""),
-                 fontsize=10)
+    ax.set_ylabel("over-refusal (benign prompts labelled REFUSE)" if benign else "answer rate (share labelled ANSWER)")
+    title = ("Benign prompts refused" if benign else "Harmful instructions answered") + ", by prompt language"
+    ax.set_title(title + (f" (judge: {judge})" if judge else ""), fontsize=10)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     return write_figure(fig, path, 130)

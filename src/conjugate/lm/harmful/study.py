@@ -1,4 +1,4 @@
-"""The harmful-instruction study (SPEC §2b) on the study pipeline (:mod:`conjugate.lm.pipeline`): translate,
+"""The harmful-instruction study on the study pipeline (:mod:`conjugate.lm.pipeline`): translate,
 ask each chat model, back-translate, label, report.
 
 The study is data and a scorer. Data: the English instructions (:mod:`.data`, optionally a seeded sample) and
@@ -33,6 +33,11 @@ Files in ``out``:
 - ``conjugate.jsonl`` — with ``--transform`` only: the pipeline record of every (model, transform, item) with
   its label (with ``--redact`` without the prompt and the texts, which go to ``private/conjugate_text.jsonl``).
 
+With ``eval_set`` (:mod:`.evalsets`: ``harmbench-test``, ``advbench-heldout``, ``benign``) the items are a held-out
+evaluation set instead of ``input``; ``config.json`` and ``summary.json`` then name it (``eval_set``), the summary
+has the refusal rate per item ``type`` (``by_type``), and for ``benign`` the refusal rate is reported as the
+over-refusal rate (``over_refusal``, with its 95 % interval; the table and the figure show it).
+
 Models are keyed by their spec without the server URL (``openai-chat:m@http://host/v1`` → ``openai-chat:m``),
 so a rerun against the same model on another port resumes.
 """
@@ -51,8 +56,9 @@ from ...runs import RunDir, append_jsonl, atomic_write_text, dumps, read_json, r
 from ..pipeline import IDENTITY, Arm, Item, Record, Scorer, make_arms, open_cached, run_pipeline, text_backend_options
 from ..pipeline import summarise as arms_summary
 from .data import HarmfulInputError, Instruction, load_instructions, load_translated, sample_items
+from .evalsets import EvalSet, check_languages, load_eval_set
 from .judge import Judge, JudgeItem, get_judge, phrase_languages, strip_url
-from .report import plot_answer_rates, summarise, write_table
+from .report import add_eval_set, plot_answer_rates, summarise, write_table
 
 DEFAULT_CHUNK = 32
 PRIVATE_TEXT = Path("private", "responses_text.jsonl")
@@ -80,7 +86,7 @@ def no_userinfo(spec: str) -> str:
 
 def parse_langs(langs: str | Sequence[str]) -> list[str]:
     """Language codes (comma-separated or a list), checked against the refusal-phrase lists."""
-    codes = [c.strip() for c in (langs.split(",") if isinstance(langs, str) else langs) if c.strip()]
+    codes = [c.strip() for c in (langs.split(",") if isinstance(langs, str) else (langs or ())) if c.strip()]
     if not codes:
         raise HarmfulInputError("no languages given (--langs en,ja,hu,sw,ml)")
     supported = phrase_languages()
@@ -113,6 +119,20 @@ def build_prompts(items: Sequence[Instruction], selected: Sequence[Instruction],
             raise HarmfulInputError(f"no translation into {lang!r}: {where} and no --translator given")
         prompts.update(_machine_translate(selected, lang, translator, cache_path))
     return prompts
+
+
+def check_translations(n_items: int, langs: Sequence[str], input_path: str | Path, translated: str | Path | None,
+                       has_translator: bool) -> None:
+    """Before a run starts: every translation file is aligned with the input, and every language other than
+    English has a file or a translator (the errors :func:`build_prompts` would raise later, naming the file)."""
+    for lang in langs:
+        if lang == "en":
+            continue
+        lines = load_translated(translated, lang, n_items, input_path) if translated is not None else None
+        if lines is None and not has_translator:
+            where = f"{Path(translated) / f'{lang}.txt'} does not exist" if translated is not None else \
+                "no --translated folder"
+            raise HarmfulInputError(f"no translation into {lang!r}: {where} and no --translator given")
 
 
 def _machine_translate(selected: Sequence[Instruction], lang: str, translator: Any,
@@ -302,8 +322,8 @@ def labeller(judge: Judge, translator: Any | None) -> Scorer:
 
 
 def run_study(
-    input: str | Path,
-    langs: str | Sequence[str],
+    input: str | Path | None,
+    langs: str | Sequence[str] | None,
     models: Sequence[str],
     out: str | Path,
     *,
@@ -324,6 +344,8 @@ def run_study(
     sample_method: str = "project",
     bos: bool | None = None,
     setup: str = "default",
+    eval_set: str | None = None,
+    authors: str | Path | None = None,
 ) -> dict:
     """Run (or resume, from the request cache) the study and write every output file; returns the summary plus
     run counts.
@@ -338,9 +360,23 @@ def run_study(
     chat template or chat endpoint) and/or ``completion`` (the paper's completion arm: the instruction +
     ``"\n\n"`` as raw text; its rows are keyed ``<model>#completion``). ``sample_method``: ``project`` or
     ``authors`` (:func:`.data.sample_items`). ``bos`` applies to the completion arm of local models; ``setup``
-    is recorded.
+    is recorded. ``eval_set``: a held-out evaluation set (:mod:`.evalsets`) instead of ``input`` (give one of
+    the two); ``langs`` then defaults to the set's languages; ``authors`` is the authors' folder
+    (``advbench-heldout``).
     """
-    langs = parse_langs(langs)
+    es: EvalSet | None = None
+    if eval_set is not None:
+        if input is not None:
+            raise HarmfulInputError("give --input FILE or --eval-set NAME, not both")
+        es = load_eval_set(eval_set, authors=authors, translated=translated)
+        langs = parse_langs(langs or es.default_langs)
+        check_languages(es, langs, translator is not None)
+    else:
+        if input is None:
+            raise HarmfulInputError("no instructions: give --input FILE or --eval-set NAME")
+        if authors is not None:
+            raise HarmfulInputError("--authors is read by --eval-set advbench-heldout only")
+        langs = parse_langs(langs)
     if not models:
         raise HarmfulInputError("no models given (--model)")
     if len({model_key(m) for m in models}) != len(models):
@@ -363,8 +399,15 @@ def run_study(
             return CompletionArm(raw_opener(completion_spec(spec[: -len(COMPLETION)])))
         return opener(spec)
 
-    items = load_instructions(input)
-    selected = sample_items(items, sample, seed, sample_method)
+    if es is None:
+        items = load_instructions(input)
+        selected = sample_items(items, sample, seed, sample_method)
+        source, source_sha = str(input), sha(Path(input).read_text("utf-8-sig"), 64)
+        check_translations(len(items), langs, input, translated, translator is not None)
+    else:
+        items = list(es.lines)
+        selected = sample_items(list(es.items), sample, seed, sample_method)
+        source, source_sha, translated = es.source, es.sha256, es.translated
     if isinstance(translator, str):
         from ..translators import get_translator
 
@@ -376,9 +419,11 @@ def run_study(
             raise HarmfulInputError(f"{responses} already holds model text from a run without --redact; "
                                     "use a new --out folder for a redacted run")
 
-        prompts = build_prompts(items, selected, langs, input, translated, translator, run.path("translations.jsonl"))
-        config = {"study": "harmful", "input": str(input), "input_sha256": sha(Path(input).read_text("utf-8-sig"), 64),
-                  "n_input": len(items), "sample": sample, "sample_method": sample_method, "n_items": len(selected),
+        prompts = build_prompts(items, selected, langs, source, translated, translator, run.path("translations.jsonl"))
+        config = {"study": "harmful", "input": source, "input_sha256": source_sha,
+                  "eval_set": es.name if es else None, "eval_kind": es.kind if es else None,
+                  "authors": str(authors) if authors is not None else None, "n_input": len(items),
+                  "sample": sample, "sample_method": sample_method, "n_items": len(selected),
                   "langs": langs, "models": keys, "model_specs": [no_userinfo(m) for m in specs],
                   "arms": list(model_arms), "setup": setup, "bos": bos,
                   "translated": str(translated) if translated is not None else None,
@@ -426,6 +471,8 @@ def run_study(
         n_relabelled = relabelled(previous, final, judge.name)
         summary = summarise(final, keys, langs, seed)
         summary["judge"] = judge.name
+        if es is not None:
+            add_eval_set(summary, final, es, seed)
         if len(arms) > 1:
             summary["conjugate"] = _conjugate(records, by_spec, keys, arms, run, redact, seed)
         write_json(run.path("summary.json"), summary)
