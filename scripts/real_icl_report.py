@@ -82,8 +82,10 @@ def recovery_table(t: dict) -> list[str]:
                 share_txt = "no drop" if share is None else f"{100 * share:.0f} %{ci(rec['recovered_ci95'])}"
                 lines.append(f"| {m} | {tr} | {pct(rec['tuned_identity'])} | {pct(rec['tuned'])} | "
                              f"{pct(c['value'][base][lang]['identity'])} | {share_txt} |")
+    n = sorted({v for per in c["n"].values() for lang in per.values() for v in lang.values()})
     lines.append("")
-    lines.append("English prompts only. Recovered share = (accuracy under transform − accuracy as is) / (base − model "
+    lines.append(f"English prompts only ({'/'.join(map(str, n))} per transform). Recovered share = (accuracy "
+                 "under transform − accuracy as is) / (base − model "
                  "as is), [paired 95 % bootstrap interval]; the model's output is mapped back through the "
                  "transform's inverse before scoring.")
     return lines
