@@ -160,11 +160,19 @@ def _check(path: Path, m: Packaged, where: str, fix: str) -> None:
         raise BackendError(f"model {m.name}: {path} ({where}) has sha256 {digest}, not {m.sha256}; {fix}")
 
 
+def shipped_folder(name: str) -> Path:
+    """Where the package keeps tuned sibling ``name``'s adapter (whether or not it is there)."""
+    return Path(str(resources.files("conjugate").joinpath("data", "adapters", SHIPPED[name].adapter)))
+
+
+def has_shipped_adapter(name: str) -> bool:
+    return (shipped_folder(name) / "adapter_model.safetensors").is_file()
+
+
 def adapter_dir(name: str) -> Path:
     """The shipped adapter folder of tuned sibling ``name``; :class:`StateError` when it is not in the package."""
-    s = SHIPPED[name]
-    folder = Path(str(resources.files("conjugate").joinpath("data", "adapters", s.adapter)))
-    if not (folder / "adapter_model.safetensors").is_file():
+    folder = shipped_folder(name)
+    if not has_shipped_adapter(name):
         raise StateError(f"model {name}: its adapter is not in this installation ({folder}); regenerate it with "
                          "`make tuned-en` (see the README)")
     return folder
@@ -196,8 +204,7 @@ def listing() -> list[Listing]:
         rows.append(Listing(m.name, f"{m.title}; {m.licence}", m.role, "installed" if ok else "not installed",
                             ", ".join(m.packages)))
     for s in SHIPPED.values():
-        folder = Path(str(resources.files("conjugate").joinpath("data", "adapters", s.adapter)))
-        have = (folder / "adapter_model.safetensors").is_file()
+        have = has_shipped_adapter(s.name)
         status = ("installed" if installed(s.base) else f"needs {s.base}") if have else "adapter missing"
-        rows.append(Listing(s.name, s.title, s.role, status, str(folder)))
+        rows.append(Listing(s.name, s.title, s.role, status, str(shipped_folder(s.name))))
     return rows

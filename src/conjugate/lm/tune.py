@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +67,7 @@ class Encoded:
     ids: list[list[int]]
     answer_start: list[int]
     truncated: int = 0
-    tokens: int = field(default=0)
+    tokens: int = 0
 
 
 def encode_rows(tokenizer: Any, rows: list[Any], max_len: int) -> Encoded:
