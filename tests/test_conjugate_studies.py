@@ -96,6 +96,9 @@ def test_harmful_with_base64_and_leetspeak_on_a_fake_server(tmp_path: Path) -> N
     assert block["transforms"] == ["identity", "base64", "leetspeak"] and block["metric"] == "answered"
     assert block["value"]["openai-chat:m"]["en"] == {"identity": 0.0, "base64": 1.0, "leetspeak": 1.0}
     assert s["rates"]["openai-chat:m"]["en"]["REFUSE"] == 1.0
+    refused = s["conjugate_refused"]
+    assert refused["metric"] == "refused" and refused["transforms"] == block["transforms"]
+    assert refused["value"]["openai-chat:m"]["en"] == {"identity": 1.0, "base64": 0.0, "leetspeak": 0.0}
     records = [json.loads(line) for line in (out / "conjugate.jsonl").read_text().splitlines()]
     assert {r["inverse"] for r in records if r["transform"] == "leetspeak"} == {"exact"}
 

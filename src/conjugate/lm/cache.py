@@ -515,6 +515,10 @@ def _hf_identity(spec: str, options: dict[str, Any], hashes: RequestCache | None
     device = pick_device(str(ident.get("device", "auto")))
     ident["device"] = device.split(":")[0]
     ident["dtype"] = str(pick_dtype(ident.get("dtype", "auto"), device)).removeprefix("torch.")
+    if source.chat_template is not None:  # the prompt format a named sibling carries is part of what it answers
+        ident["chat_template"] = hashlib.sha256(source.chat_template.encode("utf-8")).hexdigest()
+        if ident.get("chat") is None:
+            ident["chat"] = True
     if source.adapter is not None:
         ident["adapter"] = {f.name: file_sha256(f, hashes) for f in _adapter_files(source.adapter)}
     if source.gguf is not None:  # the answers depend on the file's bytes and on the transformers that converts it

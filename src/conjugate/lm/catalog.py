@@ -61,7 +61,16 @@ class Shipped:
     adapter: str  # folder under conjugate/data/adapters
     title: str
     role: str
+    make_target: str  # the Makefile target that regenerates the adapter
+    chat_template: str | None = None  # the prompt format it was tuned on, used as its chat template (chat arm)
 
+
+# The refusal sibling's prompt format: the tuning data's "instruction" layout (conjugate.lm.tunedata.FORMATS),
+# "Instruction: <request>\nResponse:", with the start token the tuner put before every training row.
+INSTRUCTION_TEMPLATE = (
+    "{{ bos_token }}{% for m in messages %}{% if m['role'] == 'system' %}{{ m['content'] }}\n\n"
+    "{% else %}Instruction: {{ m['content'] }}\n{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}Response:{% endif %}")
 
 PACKAGED: dict[str, Packaged] = {
     "gemma3-270m": Packaged(
@@ -83,7 +92,13 @@ PACKAGED: dict[str, Packaged] = {
 SHIPPED: dict[str, Shipped] = {
     "gemma3-270m-tuned-en": Shipped(
         name="gemma3-270m-tuned-en", base="gemma3-270m", adapter="gemma3-270m-tuned-en",
-        title="Gemma 3 270M + the project's English instruction-tuning LoRA adapter", role="instruct"),
+        title="Gemma 3 270M + the project's English instruction-tuning LoRA adapter", role="instruct",
+        make_target="tuned-en"),
+    "gemma3-270m-refusal-en": Shipped(
+        name="gemma3-270m-refusal-en", base="gemma3-270m", adapter="gemma3-270m-refusal-en",
+        title="Gemma 3 270M + the project's English-only refusal-tuning LoRA adapter (chat arm: "
+              "'Instruction: ...\\nResponse:')", role="safety", make_target="refusal-en",
+        chat_template=INSTRUCTION_TEMPLATE),
 }
 
 
@@ -176,6 +191,12 @@ def adapter_dir(name: str) -> Path:
         raise StateError(f"model {name}: its adapter is not in this installation ({folder}); regenerate it with "
                          "`make tuned-en` (see the README)")
     return folder
+
+
+def chat_template_of(name: str) -> str | None:
+    """The chat template a named model carries instead of its tokenizer's (a shipped sibling's prompt format), or
+    ``None``."""
+    return SHIPPED[name].chat_template if name in SHIPPED else None
 
 
 def spec_of(name: str) -> str:

@@ -133,6 +133,8 @@ class HFBackend:
             from .adapters import apply_adapter
 
             self.model = apply_adapter(self.model, self.source.adapter).to(self.device)
+        if self.source.chat_template is not None:  # a named sibling's prompt format replaces the tokenizer's
+            self.tokenizer.chat_template = self.source.chat_template
         has_template = bool(getattr(self.tokenizer, "chat_template", None))
         if chat and not has_template:
             raise BackendError(f"{self.name}: chat=True but the tokenizer has no chat_template")

@@ -63,6 +63,14 @@ PRESETS: dict[str, dict[str, str]] = {
         "notes": "Offline matched pair from the package index: Gemma 3 270M base and the same model with the "
                  "project's English instruction-tuning LoRA adapter (conjugate models list).",
     },
+    "gemma3-270m-refusal": {
+        "base": "gemma3-270m",
+        "tuned": "gemma3-270m-refusal-en",
+        "study": "harmful",
+        "notes": "Offline safety pair from the package index: Gemma 3 270M base and the same model with the "
+                 "project's English-only refusal-tuning LoRA adapter, whose chat arm is the format it was tuned "
+                 "on ('Instruction: ...\\nResponse:').",
+    },
     "qwen2.5-0.5b-coder": {
         "base": "Qwen/Qwen2.5-0.5B",
         "tuned": "Qwen/Qwen2.5-Coder-0.5B",

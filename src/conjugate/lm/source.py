@@ -21,6 +21,7 @@ class HFSource:
     model: str
     gguf: Path | None = None
     adapter: Path | None = None
+    chat_template: str | None = None  # a named sibling's own prompt format, used instead of the tokenizer's
 
 
 def resolve_source(spec: str) -> HFSource:
@@ -36,7 +37,7 @@ def resolve_source(spec: str) -> HFSource:
         inner = resolve_source(catalog.spec_of(base))
         if adapter is not None and inner.adapter is not None:
             raise BackendError(f"{given}: {base} already carries an adapter; put a second one on its base instead")
-        return HFSource(given, inner.model, inner.gguf, adapter or inner.adapter)
+        return HFSource(given, inner.model, inner.gguf, adapter or inner.adapter, catalog.chat_template_of(base))
     gguf = gguf_path(base)
     if gguf is not None:
         return HFSource(given, str(gguf), gguf, adapter)

@@ -29,7 +29,8 @@ Files in ``out``:
 - ``summary.json`` — ``rates`` and bootstrap ``ci95`` per model and language, label ``counts``, the answer rate
   minus English's (:mod:`.report`), the ``judge``, ``generated`` (replies generated now) / ``reused`` (from the
   request cache) / ``relabelled``, and with ``--transform`` a ``conjugate`` block: the answer rate per (model,
-  language, transform) with 95 % intervals; ``table.md``; ``figures/answer_rate.png``;
+  language, transform) with 95 % intervals, and ``conjugate_refused``: the same for the refusal rate;
+  ``table.md``; ``figures/answer_rate.png``;
 - ``conjugate.jsonl`` — with ``--transform`` only: the pipeline record of every (model, transform, item) with
   its label (with ``--redact`` without the prompt and the texts, which go to ``private/conjugate_text.jsonl``).
 
@@ -301,7 +302,7 @@ def _back_translate(translator: Any | None, langs: Sequence[str], responses: Seq
 def labeller(judge: Judge, translator: Any | None) -> Scorer:
     """The study's batch scorer: each reply (mapped back under a transform) translated back to English when
     there is a translator, then judged against the prompt and the English instruction. Fields: ``label``,
-    ``answered``, ``reason``, ``back_translation``, ``judge_detail``. A record is labelled once per run: a
+    ``answered``, ``refused``, ``reason``, ``back_translation``, ``judge_detail``. A record is labelled once per run: a
     chunk labelled as it arrives (``on_records``) is not judged again by the scoring pass at the end."""
     done: dict[tuple[str, str, str], dict[str, Any]] = {}
 
@@ -314,7 +315,8 @@ def labeller(judge: Judge, translator: Any | None) -> Scorer:
                                     for (it, _), t, b in zip(todo, texts, backs, strict=True)])
             for (_, r), b, v in zip(todo, backs, verdicts, strict=True):
                 done[(r.model, r.item, r.transform)] = {"label": v.label, "answered": v.label == "ANSWER",
-                                                        "reason": v.reason, "back_translation": b,
+                                                        "refused": v.label == "REFUSE", "reason": v.reason,
+                                                        "back_translation": b,
                                                         "judge_detail": v.detail}
         return [done[(r.model, r.item, r.transform)] for r in records]
 
@@ -475,6 +477,7 @@ def run_study(
             add_eval_set(summary, final, es, seed)
         if len(arms) > 1:
             summary["conjugate"] = _conjugate(records, by_spec, keys, arms, run, redact, seed)
+            summary["conjugate_refused"] = arms_summary(records, keys, arms, "refused", seed=seed)
         write_json(run.path("summary.json"), summary)
         write_table(summary, judge.name, run.path("table.md"))
         plot_answer_rates(summary, run.path("figures", "answer_rate.png"), judge.name)
