@@ -4,7 +4,8 @@ ratios on validation prompts every ``every`` steps (one JSON line each).
 Validation prompts come from generator seed 123 (never the study's test prompts, which are drawn from
 seed + 1,000,003). Settings are the quick preset's unless the JSON argument overrides them:
 
-  steps, batch, lr, warmup, clip, width, layers, heads, seed, every, threads
+  steps, batch, lr, warmup, clip, width, layers, heads, seed, every, threads; task settings d, n_points,
+  n_tasks, sigma, alpha_pretrain
   weight:  "none" (the study's loss) or "position" (each position's squared error divided by mixture-Bayes's
            expected loss there, measured once on 20,000 training-distribution prompts)
   alpha_start, alpha_frac: curriculum over the mixture weight: α goes linearly from alpha_start to
@@ -34,7 +35,8 @@ from conjugate.synthetic.model import InContextRegressor, ModelConfig  # noqa: E
 arg = json.loads(sys.argv[1])
 base = SyntheticConfig()
 torch.set_num_threads(arg.get("threads", 1))
-d, n, K, s, a_pt = base.d, base.n_points, base.n_tasks, base.sigma, arg.get("alpha_pretrain", base.alpha_pretrain)
+d, n, K = arg.get("d", base.d), arg.get("n_points", base.n_points), arg.get("n_tasks", base.n_tasks)
+s, a_pt = arg.get("sigma", base.sigma), arg.get("alpha_pretrain", base.alpha_pretrain)
 W = tasks.discrete_tasks(K, d, base.task_seed)
 steps, every = arg.get("steps", base.pretrain_steps), arg.get("every", 2000)
 

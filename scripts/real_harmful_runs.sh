@@ -7,7 +7,7 @@
 # base:    Gemma 3 270M base, completion arm only (it has no chat template)
 # refusal: gemma3-270m-refusal-en (the project's English-only refusal tuning), chat and completion arms
 # smollm2: SmolLM2-135M-Instruct, chat and completion arms
-# Every run resumes from the request cache: rerunning the script makes no model call for what is finished.
+# Sizes fit a 2-core CPU (about 600 replies per model arm, 32 tokens each). Every run resumes from the request cache: rerunning the script makes no model call for what is finished.
 set -euo pipefail
 GROUP=${1:?usage: scripts/real_harmful_runs.sh base|refusal|smollm2 [OUT]}
 OUT=${2:-runs/harmful-real}
@@ -19,15 +19,15 @@ case "$GROUP" in
   smollm2) MODEL=(--model smollm2-135m-instruct --arm chat --arm completion) ;;
   *) echo "unknown group $GROUP (base, refusal, smollm2)" >&2; exit 2 ;;
 esac
-COMMON=(--max-new-tokens 48 --redact --quiet --seed 0 --batch-size 16)
+COMMON=(--max-new-tokens 32 --redact --quiet --seed 0 --batch-size 16)
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 run() { "$BIN/conjugate" harmful run "$@" "${MODEL[@]}" "${COMMON[@]}"; }
-# the held-out AdvBench lines in the five languages of the paper (100 drawn with seed 0, the same for every model)
-run --eval-set advbench-heldout --authors "$AUTHORS" --langs en,ja,hu,sw,ml --sample 100 --out "$OUT/$GROUP/langs"
-# the same 100 English instructions under conjugate transforms (replies mapped back where a transform has an inverse)
-run --eval-set advbench-heldout --authors "$AUTHORS" --langs en --sample 100 --out "$OUT/$GROUP/transforms" \
+# the held-out AdvBench lines in the five languages of the paper (50 drawn with seed 0, the same for every model)
+run --eval-set advbench-heldout --authors "$AUTHORS" --langs en,ja,hu,sw,ml --sample 50 --out "$OUT/$GROUP/langs"
+# the same 50 English instructions under conjugate transforms (replies mapped back where a transform has an inverse)
+run --eval-set advbench-heldout --authors "$AUTHORS" --langs en --sample 50 --out "$OUT/$GROUP/transforms" \
   --transform leetspeak --transform piglatin-marked --transform base64 --transform rot13 \
   --transform leetspeak+base64
-# HarmBench's test standard behaviours (English) and the benign prompts (over-refusal)
-run --eval-set harmbench-test --out "$OUT/$GROUP/harmbench"
-run --eval-set benign --out "$OUT/$GROUP/benign"
+# 50 of HarmBench's test standard behaviours (English) and 60 of the benign prompts (over-refusal)
+run --eval-set harmbench-test --sample 50 --out "$OUT/$GROUP/harmbench"
+run --eval-set benign --sample 60 --out "$OUT/$GROUP/benign"

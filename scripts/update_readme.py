@@ -43,6 +43,56 @@ def replace_block(start: str, end: str, lines: list[str], readme: Path = ROOT / 
     print(f"updated {readme}")
 
 
+# the goal set for the synthetic study, all three in one run: forgetting, explained share, conjugate recovery
+GOAL = {"forgetting_ratio": 1.25, "explained_share": 0.5, "recovered_fraction": 0.3}
+T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
+
+
+def mean_ci(values: list[float]) -> str:
+    """Mean [95 % t-interval over seeds] (just the value for one seed; n/a for none)."""
+    v = [x for x in values if x is not None]
+    if not v:
+        return "n/a"
+    m = sum(v) / len(v)
+    if len(v) == 1:
+        return f"{m:.2f}"
+    sd = (sum((x - m) ** 2 for x in v) / (len(v) - 1)) ** 0.5
+    h = T975.get(len(v) - 1, 1.96) * sd / len(v) ** 0.5
+    return f"{m:.2f} [{m - h:.2f}, {m + h:.2f}]"
+
+
+def decomposition_lines(points: dict[str, list[dict]], key: str | None) -> list[str]:
+    """Per grid point: the forgetting split (suppression = the share the prior shift explains, erasure = the
+    rest), conjugate recovery observed and predicted by Bayes(α_eff), the learned ratios, and the runs meeting
+    the whole goal together; mean [95 % t-interval over seeds]."""
+    head = (f"| {key or 'runs'} | n | forgetting × | suppression share | erasure share | recovery observed | "
+            "recovery predicted by Bayes(α_eff) | fit residual pre → fine-tuned | learned: D_disc n−1 / ridge | "
+            "D_cont / Bayes | all three goals |")
+    lines = [head, "|" + "---|" * 11]
+    for point, ss in points.items():
+        dec = [s["decomposition"] for s in ss]
+        share = [d["explained_share"] for d in dec]
+        goal = sum(1 for s, d in zip(ss, dec, strict=True)
+                   if s["forgetting_ratio"] >= GOAL["forgetting_ratio"]
+                   and (d["explained_share"] or 0) >= GOAL["explained_share"]
+                   and (s["recovered_fraction"] or 0) >= GOAL["recovered_fraction"])
+        lines.append(
+            f"| {point} | {len(ss)} | {mean_ci([s['forgetting_ratio'] for s in ss])} | {mean_ci(share)} | "
+            f"{mean_ci([None if x is None else 1 - x for x in share])} | "
+            f"{mean_ci([d['recovery']['observed_share'] for d in dec])} | "
+            f"{mean_ci([d['recovery']['predicted_share'] for d in dec])} | "
+            f"{mean_ci([d['fit_residual']['pretrained'] for d in dec])} → "
+            f"{mean_ci([d['fit_residual']['finetuned'] for d in dec])} | "
+            f"{mean_ci([s['learned']['disc_last_vs_ridge'] for s in ss])} | "
+            f"{mean_ci([s['learned']['cont_vs_bayes'] for s in ss])} | {goal}/{len(ss)} |")
+    lines += ["", "Mean [95 % t-interval over seeds]. Suppression share: the part of the D_cont forgetting that the "
+                  "shift of the inferred prior explains (Bayes at the fine-tuned α_eff minus Bayes at the pretrained "
+                  "α_eff, over the observed forgetting); erasure: the rest. Recovery: the share of the forgetting "
+                  "that label scaling (c chosen on validation prompts) wins back, in the model and in Bayes(α_eff). "
+                  "All three goals: forgetting ≥ 1.25×, suppression share ≥ 50 %, recovery ≥ 30 % in one run."]
+    return lines
+
+
 HEADER = ["| seed | pretrained D_cont | Bayes (α_pt) D_cont | fine-tuned D_cont | conjugate D_cont "
           "| recovered (gross / net) | D_disc pre → fine-tuned | α_eff pre → fine-tuned | seconds |",
           "|---|---|---|---|---|---|---|---|---|"]
@@ -79,6 +129,21 @@ def sweep_block(folder: str, readme: Path = ROOT / "README.md", block: str = "sw
              f"`{command}` (commit {', '.join(f'`{c}`' for c in commits)}).", ""]
     if not spec["grid"]:
         lines += [*HEADER, *[row(s) for s in summaries], ""]
+    key = next(iter(spec["grid"]), None)
+    points: dict[str, list[dict]] = {}
+    for run, summ in zip(finished, summaries, strict=True):
+        cfg = json.loads((run / "config.json").read_text())["config"]
+        points.setdefault(str(cfg[key]) if key else "all", []).append(summ)
+    def order(k: str) -> tuple:
+        try:
+            return (0, float(k), "")
+        except ValueError:
+            return (1, 0.0, k)
+
+    points = {k: points[k] for k in sorted(points, key=order)}
+    if all("decomposition" in x for x in summaries):
+        lines += ["How much of the forgetting is suppression and how much erasure:", "",
+                  *decomposition_lines(points, key), ""]
     lines += ["Mean ± sample standard deviation over the seeds (`aggregate.md`):", "",
               *table[first:last], *claims_markdown(result)]
     for key in spec["grid"]:
