@@ -132,3 +132,26 @@ def test_sweep_over_transforms_of_a_probe(tiny_gpt2, tiny_llama, tmp_path: Path)
     bad = invoke("sweep", "probe", "--preset", "default", "--seeds", "0", "--grid", "transform=leetspeak",
                  "--out", tmp_path / "bad")
     assert bad.exit_code == 2 and "model" in bad.output, bad.output
+
+
+def test_sweep_harmful_on_an_eval_set_through_the_completion_arm(tiny_llama, tmp_path: Path) -> None:
+    out = tmp_path / "sweep"
+    r = invoke("sweep", "harmful", "--preset", "default", "--seeds", "0", "--set", "eval_set=benign",
+               "--set", "arms=completion", "--set", f"model={tiny_llama}", "--set", "sample=4",
+               "--set", "max_new_tokens=2", "--set", "redact=true", "--max-parallel", "1", "--out", out)
+    assert r.exit_code == 0, r.output
+    (run,) = list((out / "runs").iterdir())
+    s = read_json(run / "summary.json")
+    assert s["eval_set"]["name"] == "benign" and s["eval_set"]["n_items"] == 4
+    assert s["models"] == [f"{tiny_llama}#completion"] and "over_refusal" in s
+    rows = [json.loads(line) for line in (run / "responses.jsonl").read_text().splitlines()]
+    assert len(rows) == 4 and not any("response" in row for row in rows)  # redacted: no model text
+
+
+def test_sweep_harmful_needs_one_of_input_and_eval_set(tmp_path: Path) -> None:
+    for sets in ([], ["--set", "eval_set=benign", "--set", "input=x.txt"], ["--set", "eval_set=nope"],
+                 ["--set", "eval_set=benign", "--set", "arms=chat,telepathy"]):
+        r = invoke("sweep", "harmful", "--preset", "default", "--seeds", "0", "--set", "model=m", *sets,
+                   "--out", tmp_path / "s")
+        assert r.exit_code == 2 and "Traceback" not in r.output, r.output
+        assert not (tmp_path / "s").exists()

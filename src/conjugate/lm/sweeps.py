@@ -83,6 +83,10 @@ class HarmfulRun(_LMRun):
     judge: str = "phrases"
     sample: int = 0
     system_prompt: str = ""
+    eval_set: str = ""  # a held-out evaluation set instead of input (harmbench-test, advbench-heldout, benign)
+    authors: str = ""  # the authors' files, for eval_set=advbench-heldout
+    arms: str = "chat"  # comma-separated: chat, completion
+    redact: bool = False
 
 
 def _resolve(cls: type, preset: str, overrides: dict | None) -> Any:
@@ -108,8 +112,16 @@ def resolve_xnli(preset: str, overrides: dict | None = None) -> XnliRun:
 
 def resolve_harmful(preset: str, overrides: dict | None = None) -> HarmfulRun:
     cfg = _resolve(HarmfulRun, preset, overrides)
-    if not cfg.input:
-        raise ConfigError("--set input=<instructions file> is required")
+    if bool(cfg.input) == bool(cfg.eval_set):
+        raise ConfigError("give one of --set input=<instructions file> or --set eval_set=<name> "
+                          "(harmbench-test, advbench-heldout, benign)")
+    from .harmful.evalsets import EVAL_SETS
+
+    if cfg.eval_set and cfg.eval_set not in EVAL_SETS:
+        raise ConfigError(f"unknown eval_set {cfg.eval_set!r}; valid: {', '.join(EVAL_SETS)}")
+    bad = [a for a in cfg.arms.split(",") if a.strip() not in ("chat", "completion")]
+    if bad or not cfg.arms.strip():
+        raise ConfigError(f"arms must be chat and/or completion, comma-separated; got {cfg.arms!r}")
     return cfg
 
 
@@ -152,10 +164,12 @@ def run_harmful(cfg: HarmfulRun, out: str | Path, *, preset: str = "default", se
                 show_progress: bool = True) -> dict:
     from .harmful import run_study
 
-    s = run_study(cfg.input, cfg.langs, cfg.models(), out, translated=cfg.translated or None, judge=cfg.judge,
-                  sample=cfg.sample or None, seed=seed, max_new_tokens=cfg.max_new_tokens or 256,
+    s = run_study(cfg.input or None, cfg.langs, cfg.models(), out, translated=cfg.translated or None,
+                  judge=cfg.judge, sample=cfg.sample or None, seed=seed, max_new_tokens=cfg.max_new_tokens or 256,
                   system_prompt=cfg.system_prompt or None, batch_size=cfg.size(), show_progress=show_progress,
-                  transforms=cfg.transforms(), cache=cfg.cache)
+                  transforms=cfg.transforms(), cache=cfg.cache, eval_set=cfg.eval_set or None,
+                  authors=cfg.authors or None, model_arms=[a.strip() for a in cfg.arms.split(",")],
+                  redact=cfg.redact)
     answered = {m: {lang: r["ANSWER"] for lang, r in per.items()} for m, per in s["rates"].items()}
     return _with_headline(out, s, s.get("conjugate") or _as_block(answered, s["models"]), cfg)
 
