@@ -35,21 +35,26 @@ def run(
     quiet: bool = typer.Option(False, help="no progress bars"),
     pretrain_cache: Path = typer.Option(None, help="folder shared by runs of the same pretraining: take the "
                                                    "pretrained model from it, or train and store it there"),
+    from_scratch: bool = typer.Option(False, "--from-scratch",
+                                      help="pretrain even when the preset ships a pretrained checkpoint"),
 ) -> None:
-    """Pretrain → fine-tune → evaluate → figures and report."""
+    """Pretrain → fine-tune → evaluate → figures and report. A preset that ships a pretrained checkpoint is
+    fine-tuned and evaluated from it (minutes), unless --from-scratch."""
     from ..synthetic.threads import prepare_openmp
 
     prepare_openmp()  # OpenMP reads its wait policy once, when torch loads it: before the first torch import
+    from ..synthetic.shipped import describe
     from ..synthetic.study import run_synthetic
 
     def study() -> dict:
         cfg = resolve_synthetic(preset, parse_overrides(set_))
         return run_synthetic(cfg, out, preset=preset, seed=seed, device=device, show_progress=not quiet,
-                             pretrain_cache=pretrain_cache)
+                             pretrain_cache=pretrain_cache, from_scratch=from_scratch,
+                             on_shipped=lambda record: typer.echo(describe(record), err=True))
 
     summary = run_or_exit(study)
     tp = summary.get("throughput", {}).get("pretrain", {})
-    if tp.get("steps_per_s"):
+    if tp.get("steps_per_s") and summary.get("pretrained_from", {}).get("source") != "shipped":  # not this run's
         console.print(f"throughput (pretraining): {tp['steps_per_s']:.1f} steps/s, {tp['tokens_per_s']:.0f} tokens/s")
     console.print(f"D_cont error: pretrained {summary['cont_mse']['pretrained']:.4f}, fine-tuned "
                   f"{summary['cont_mse']['finetuned']:.4f}, conjugate (c={summary['conjugate_scale']:g}) "

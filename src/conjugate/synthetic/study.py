@@ -7,16 +7,17 @@ finished stages and resumes an interrupted training stage from its last checkpoi
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
 from .. import share
-from ..config import SyntheticConfig
+from ..config import SyntheticConfig, check_seed
 from ..runs import RunDir, read_json, write_json
 from ..studyrun import start_run
 from ..training import StageSpec, finish_stage, train_stage
-from . import bayes, plots, tasks
+from . import bayes, plots, shipped, tasks
 from . import decomposition as dc
 from . import evaluate as ev
 from . import threads as thread_policy
@@ -260,10 +261,22 @@ def _last_exemplar(e: Evaluation, c_star: float) -> dict:
 
 def run_synthetic(cfg: SyntheticConfig, out: str | Path, *, preset: str = "custom", seed: int = 0,
                   device: str = "auto", show_progress: bool = True, stop_after: int | None = None,
-                  pretrain_cache: str | Path | None = None) -> dict:
+                  pretrain_cache: str | Path | None = None, from_scratch: bool = False,
+                  on_shipped: Callable[[dict], None] | None = None) -> dict:
     """The whole pipeline into ``out``; returns the summary. Finished stages are skipped on rerun.
-    ``pretrain_cache``: a folder through which runs of the same pretraining share it (:mod:`conjugate.share`)."""
+    ``pretrain_cache``: a folder through which runs of the same pretraining share it (:mod:`conjugate.share`).
+    When ``preset`` ships a pretrained checkpoint (:mod:`conjugate.synthetic.shipped`) and ``from_scratch`` is
+    false, the run fine-tunes that model instead of pretraining (before the cache is consulted); a checkpoint
+    that is damaged or made for other pretraining settings or another seed raises
+    :class:`~conjugate.synthetic.shipped.ShippedError` before anything is written. ``on_shipped(record)`` is
+    called before fine-tuning when the run's pretrained model is a shipped one (``record``: its
+    ``summary["pretrained_from"]``)."""
     thread_policy.env_threads()  # a bad CONJUGATE_THREADS stops here, before the run folder is made
+    folder = None if from_scratch else shipped.find(preset)
+    if folder is not None and (Path(out) / ".stages" / "pretrain.done").exists():
+        folder = None  # the run's pretraining finished before (shipped or not): kept
+    if folder is not None:  # checked before the run folder is made
+        info = shipped.check(folder, cfg.validate(), check_seed(seed))
     run, dev = start_run(cfg, out, seed, device, pretrain_cache, "synthetic run")
     with run:
         threads = thread_policy.apply(cfg.threads, dev.type)
@@ -271,6 +284,12 @@ def run_synthetic(cfg: SyntheticConfig, out: str | Path, *, preset: str = "custo
             run.write_config(cfg.to_dict(), seed, {"preset": preset, "device": str(dev), "threads": threads})
         t0 = time.perf_counter()
         torch.manual_seed(seed)
+        if folder is not None and not run.done("pretrain"):
+            shipped.install(run, folder, info)
+        if on_shipped is not None and run.done("pretrain"):
+            origin = shipped.origin(run.stage_info("pretrain"))
+            if origin["source"] == "shipped":
+                on_shipped(origin)
         pre = train_model(cfg, run, seed, dev, "pretrain", None, show_progress, stop_after,
                           Path(pretrain_cache) if pretrain_cache is not None else None)
         fin = train_model(cfg, run, seed, dev, "finetune", pre, show_progress, stop_after)
@@ -287,6 +306,7 @@ def run_synthetic(cfg: SyntheticConfig, out: str | Path, *, preset: str = "custo
             summary["throughput"] = {s: {k: read_json(run.path(".stages", f"{s}.done")).get(k)
                                          for k in ("steps_per_s", "tokens_per_s")} for s in ("pretrain", "finetune")}
             summary["pretrain_reused"] = "reused_from" in read_json(run.path(".stages", "pretrain.done"))
+            summary["pretrained_from"] = shipped.origin(read_json(run.path(".stages", "pretrain.done")))
             write_json(run.path("metrics.json"), evaluation.to_json())
             metrics_json = read_json(run.path("metrics.json"))  # the figures read what a rerun reads
         plots.study_figures(run.path("figures"), metrics_json, summary, cfg)
