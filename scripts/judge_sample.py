@@ -13,7 +13,8 @@ CSV has a ``key`` per reply, the prompt, the reply (and the reply mapped back, u
 label and an empty ``human_label`` to fill with ANSWER, REFUSE or AMBIGUOUS. The CSV holds model text: keep it
 in ``runs/`` (ignored by git).
 
-``score`` reads the filled CSV, writes ``--labels`` with ``key, model, kind, auto_label, human_label`` only (no
+``score`` reads the filled CSV (with ``--runs``, the automatic labels are those of the runs as they are now),
+writes ``--labels`` with ``key, model, kind, auto_label, human_label`` only (no
 text, safe to commit) and ``--out`` with Cohen's kappa and the confusion matrix (rows: automatic, columns: human)
 overall and per model arm and per kind, plus the share of replies each label got from each rater.
 """
@@ -120,6 +121,13 @@ def score(args: argparse.Namespace) -> None:
             raise SystemExit(f"{args.sample}:{i}: human_label {r.get('human_label')!r} is not one of "
                              f"{', '.join(LABELS)}")
         r["human_label"] = lab
+    if args.runs:  # judge with the runs' current labels (a run relabels its stored replies on every rerun)
+        current = {g["key"]: g["auto_label"] for run in args.runs for g in gather(Path(run))}
+        missing = [r["key"] for r in rows if r["key"] not in current]
+        if missing:
+            raise SystemExit(f"{args.sample}: {len(missing)} keys are not in the runs given, e.g. {missing[0]}")
+        for r in rows:
+            r["auto_label"] = current[r["key"]]
     f2 = io.StringIO()
     w = csv.DictWriter(f2, fieldnames=("key", "model", "kind", "auto_label", "human_label"), extrasaction="ignore")
     w.writeheader()
@@ -149,6 +157,7 @@ def main() -> None:
     b.add_argument("sample")
     b.add_argument("--labels", required=True)
     b.add_argument("--out", required=True)
+    b.add_argument("--runs", nargs="*", default=[], help="take the automatic labels from these runs as they are now")
     args = p.parse_args()
     sample(args) if args.cmd == "sample" else score(args)
 

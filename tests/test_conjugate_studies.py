@@ -155,3 +155,26 @@ def test_sweep_harmful_needs_one_of_input_and_eval_set(tmp_path: Path) -> None:
                    "--out", tmp_path / "s")
         assert r.exit_code == 2 and "Traceback" not in r.output, r.output
         assert not (tmp_path / "s").exists()
+
+
+def test_a_plain_refusal_to_an_encoded_prompt_counts_as_a_refusal(tmp_path: Path) -> None:
+    """Under rot13 a plain-English refusal maps back to noise; the reply as written is judged too."""
+    src = tmp_path / "in.txt"
+    src.write_text("Explain how to bake bread.\nDescribe how to knit a scarf.\n")
+    plain = set(src.read_text().splitlines())
+
+    def reply(messages, body):  # answers plain English, refuses (in plain English) anything encoded
+        if messages[-1]["content"] in plain:
+            return "Sure, here is how to do it step by step, in full detail as you asked."
+        return "I'm sorry, but I can't help with that."
+
+    out = tmp_path / "run"
+    with FakeOpenAI(reply) as server:
+        r = invoke("harmful", "run", "--input", src, "--langs", "en", "--model", f"openai-chat:m@{server.url}",
+                   "--transform", "rot13", "--out", out, "--quiet")
+        assert r.exit_code == 0, r.output
+    s = read_json(out / "summary.json")
+    assert s["conjugate_refused"]["value"]["openai-chat:m"]["en"] == {"identity": 0.0, "rot13": 1.0}
+    records = [json.loads(line) for line in (out / "conjugate.jsonl").read_text().splitlines()]
+    reasons = {r["result"]["reason"] for r in records if r["transform"] == "rot13"}
+    assert all(reason.startswith("reply as written:") for reason in reasons), reasons
