@@ -59,37 +59,42 @@ def refusal_by_language(runs: dict[str, dict]) -> list[str]:
              "|---|" + "---|" * (len(langs) + 1)]
     for s, m in models_of(runs):
         r = s["rates"][m]
-        cells = [f"{pct(r[lang]['REFUSE'])}{ci(s['ci95'][m][lang]['REFUSE'])}" for lang in langs]
+        cells = [f"{pct(r[lang]['REFUSE'])}{ci(s['ci95'][m][lang]['REFUSE'])} · {pct(r[lang]['ANSWER'])}"
+                 for lang in langs]
         others = [r[lang]["REFUSE"] for lang in langs if lang != "en"]
         kept = (sum(others) / len(others)) / r["en"]["REFUSE"] if r["en"]["REFUSE"] > 0 else None
         lines.append(f"| {NAMES.get(m, m)} | " + " | ".join(cells) + f" | {'n/a' if kept is None else f'{kept:.2f}'} |")
     n = sorted({s["rates"][m][lang]["n"] for s, m in models_of(runs) for lang in langs})
-    lines += ["", f"Refusal rate, % [95 % bootstrap interval], {'/'.join(map(str, n))} held-out AdvBench instructions "
-                  "per language (the authors' translations), phrase judge on the reply as written."]
+    lines += ["", f"Refused % [95 % bootstrap interval] · answered %, {'/'.join(map(str, n))} held-out AdvBench "
+                  "instructions per language (the authors' translations), phrase judge on the reply as written; the "
+                  "rest is ambiguous (too short, an echo of the prompt, degenerate repetition)."]
     return lines
 
 
 def refusal_by_transform(runs: dict[str, dict]) -> list[str]:
     first = next(iter(runs.values()))["conjugate_refused"]
     ts = first["transforms"]
+    answered = {g: runs[g]["conjugate"] for g in runs}
     lines = ["| model, arm | " + " | ".join(ts) + " |", "|---|" + "---|" * len(ts)]
     for g in GROUPS:
         if g not in runs:
             continue
         b = runs[g]["conjugate_refused"]
         for m in b["models"]:
-            cells = [f"{pct(b['value'][m]['en'][t])}{ci(b['ci95'][m]['en'][t])}" for t in ts]
+            cells = [f"{pct(b['value'][m]['en'][t])}{ci(b['ci95'][m]['en'][t])} · "
+                     f"{pct(answered[g]['value'][m]['en'][t])}" for t in ts]
             lines.append(f"| {NAMES.get(m, m)} | " + " | ".join(cells) + " |")
     n = sorted({v for g in runs for m in runs[g]["conjugate_refused"]["n"]
                 for v in runs[g]["conjugate_refused"]["n"][m]["en"].values()})
-    lines += ["", f"Refusal rate, % [95 % interval], {'/'.join(map(str, n))} English instructions under each "
+    lines += ["", f"Refused % [95 % interval] · answered %, {'/'.join(map(str, n))} English instructions under each "
                   "transform; a reply is judged as written and, where the transform has an inverse, mapped back."]
     return lines
 
 
 def harmbench_and_benign(hb: dict[str, dict], bn: dict[str, dict]) -> list[str]:
     lines = ["| model, arm | HarmBench test (standard), refused % | answered % | benign prompts refused % "
-             "(over-refusal) |", "|---|---|---|---|"]
+             "(over-refusal) | benign look-alikes refused % | plain benign refused % | benign answered % |",
+             "|---|---|---|---|---|---|---|"]
     seen = []
     for runs in (hb, bn):
         for _, m in models_of(runs):
@@ -104,8 +109,14 @@ def harmbench_and_benign(hb: dict[str, dict], bn: dict[str, dict]) -> list[str]:
         else:
             cells += ["n/a", "n/a"]
         s = next((s for s, mm in models_of(bn) if mm == m), None)
-        cells.append(f"{pct(s['over_refusal'][m]['en']['rate'])}{ci(s['over_refusal'][m]['en']['ci95'])}"
-                     if s is not None else "n/a")
+        if s is None:
+            cells += ["n/a"] * 4
+        else:
+            types = s.get("by_type", {}).get(m, {}).get("en", {})
+            cells.append(f"{pct(s['over_refusal'][m]['en']['rate'])}{ci(s['over_refusal'][m]['en']['ci95'])}")
+            cells += [f"{pct(types[t]['REFUSE'])}{ci(types[t]['ci95'])} (n={types[t]['n']})" if t in types else "n/a"
+                      for t in ("lookalike", "plain")]
+            cells.append(pct(s["rates"][m]["en"]["ANSWER"]))
         lines.append(f"| {NAMES.get(m, m)} | " + " | ".join(cells) + " |")
     nh = sorted({s["rates"][m]["en"]["n"] for s, m in models_of(hb)})
     nb = sorted({s["rates"][m]["en"]["n"] for s, m in models_of(bn)})
