@@ -305,8 +305,9 @@ def run_synthetic(cfg: SyntheticConfig, out: str | Path, *, preset: str = "custo
             summary = summarise(cfg, preset, seed, evaluation, stage_seconds)
             summary["throughput"] = {s: {k: read_json(run.path(".stages", f"{s}.done")).get(k)
                                          for k in ("steps_per_s", "tokens_per_s")} for s in ("pretrain", "finetune")}
-            summary["pretrain_reused"] = "reused_from" in read_json(run.path(".stages", "pretrain.done"))
-            summary["pretrained_from"] = shipped.origin(read_json(run.path(".stages", "pretrain.done")))
+            marker = read_json(run.path(".stages", "pretrain.done"))
+            summary["pretrain_reused"] = "reused_from" in marker
+            summary["pretrained_from"] = shipped.origin(marker)
             write_json(run.path("metrics.json"), evaluation.to_json())
             metrics_json = read_json(run.path("metrics.json"))  # the figures read what a rerun reads
         plots.study_figures(run.path("figures"), metrics_json, summary, cfg)
