@@ -29,7 +29,7 @@ def cfg(**over):
 
 
 def synthetic_key(c, seed: int, device: str) -> tuple[str, dict]:
-    return share.entry_key(share.fields_before(c, c.AFTER_PRETRAINING), seed, device)
+    return share.entry_key(share.fields_before(c, c.NOT_PRETRAINING_KEY), c.pretraining_seed(seed), device)
 
 
 def marker(run: Path) -> dict:
@@ -99,6 +99,29 @@ def test_a_different_pretraining_or_seed_is_not_reused(tmp_path: Path) -> None:
     key = synthetic_key(cfg(), 0, "cpu")
     assert key == synthetic_key(cfg(finetune_steps=99, alpha_finetune=0.5, scales=[1.0, 3.0]), 0, "cpu")
     assert key != synthetic_key(cfg(), 0, "cuda")
+
+
+def test_pretrain_seed_shares_one_pretraining_between_seeds(tmp_path: Path) -> None:
+    """Seeds 1 and 2 with pretrain_seed 0 fine-tune and evaluate from seed 0's pretraining (one cache entry);
+    pretrain_seed 2 at seed 0 pretrains exactly as seed 2 does."""
+    cache = tmp_path / "pretrained"
+    opts = dict(device="cpu", show_progress=False, pretrain_cache=cache)
+    a = run_synthetic(cfg(), tmp_path / "a", seed=0, **opts)
+    b = run_synthetic(cfg(pretrain_seed=0), tmp_path / "b", seed=1, **opts)
+    c = run_synthetic(cfg(pretrain_seed=0), tmp_path / "c", seed=2, **opts)
+    assert not a["pretrain_reused"] and b["pretrain_reused"] and c["pretrain_reused"]
+    assert [s["pretrain_seed"] for s in (a, b, c)] == [0, 0, 0] and [s["seed"] for s in (a, b, c)] == [0, 1, 2]
+    assert len([p for p in cache.iterdir() if p.is_dir()]) == 1
+    assert synthetic_key(cfg(), 0, "cpu") == synthetic_key(cfg(pretrain_seed=0), 7, "cpu")
+    assert b["cont_mse"]["pretrained"] != c["cont_mse"]["pretrained"]  # other test prompts, same model
+    d = run_synthetic(cfg(pretrain_seed=2), tmp_path / "d", seed=0, device="cpu", show_progress=False)
+    e = run_synthetic(cfg(), tmp_path / "e", seed=2, device="cpu", show_progress=False)
+    sd = load_model(tmp_path / "d" / "checkpoints" / "pretrain.safetensors", "cpu")[0].state_dict()
+    se = load_model(tmp_path / "e" / "checkpoints" / "pretrain.safetensors", "cpu")[0].state_dict()
+    assert all(torch.equal(sd[k], se[k]) for k in sd)
+    assert d["pretrain_seed"] == e["pretrain_seed"] == 2 and d["seed"] == 0
+    with pytest.raises(ConfigError, match="pretrain_seed"):
+        cfg(pretrain_seed=-1)
 
 
 def test_every_field_outside_the_after_pretraining_list_is_in_the_key() -> None:

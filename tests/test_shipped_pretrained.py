@@ -111,7 +111,8 @@ def test_ship_writes_the_model_its_record_and_sums(producer: Path, shipped_root:
     info = read_json(folder / "pretrain.json")
     c = cfg()
     assert info["preset"] == "smoke" and info["seed"] == 0 and info["steps"] == 150
-    assert info["fields"] == share.fields_before(c, c.AFTER_PRETRAINING)
+    assert info["fields"] == share.fields_before(c, c.NOT_PRETRAINING_KEY)
+    assert "pretrain_seed" not in info["fields"]  # stands in the record as the seed pretraining used
     assert info["fields"]["pretrain_steps"] == 150 and "finetune_steps" not in info["fields"]
     assert info["sha256"] == marker(producer)["sha256"]
     assert info["seconds"] > 0 and info["steps_per_s"] > 0 and info["device"] == "cpu"
@@ -236,6 +237,27 @@ def test_other_pretraining_settings_or_seed_are_refused(ships: Path, tmp_path: P
     assert "--from-scratch" in msg and "\n" not in msg
     assert msg.count(", this run ") == len(fragments)  # only the differing fields are listed
     assert not out.exists()
+
+
+def test_a_seed_refusal_names_pretrain_seed_as_a_way_out(ships: Path, tmp_path: Path) -> None:
+    with pytest.raises(ShippedError, match="--set pretrain_seed=0 to fine-tune and evaluate this seed"):
+        run(tmp_path / "run", seed=1)
+
+
+def test_another_seed_fine_tunes_the_shipped_model_with_pretrain_seed(ships: Path, consumer, tmp_path: Path) -> None:
+    """Seed 3 with pretrain_seed 0 takes the shipped pretraining (seed 0) and fine-tunes and evaluates with seed 3:
+    same pretrained model as the seed-0 consumer, other fine-tuning batches and test prompts."""
+    out = tmp_path / "run"
+    summary = run(out, seed=3, over={"finetune_steps": 7, "pretrain_seed": 0})
+    assert summary["seed"] == 3 and summary["pretrain_seed"] == 0
+    assert summary["pretrained_from"]["source"] == "shipped"
+    assert (out / "checkpoints" / "pretrain.safetensors").read_bytes() == (ships / "model.safetensors").read_bytes()
+    base_out, base, _ = consumer
+    assert base["pretrain_seed"] == 0
+    fin, base_fin = weights(out / "checkpoints" / "finetune.safetensors"), weights(
+        base_out / "checkpoints" / "finetune.safetensors")
+    assert any(not torch.equal(fin[k], base_fin[k]) for k in fin)  # other fine-tuning batches
+    assert summary["cont_mse"]["pretrained"] != base["cont_mse"]["pretrained"]  # other test prompts
 
 
 def test_check_returns_the_record(ships: Path) -> None:

@@ -27,7 +27,7 @@ def _parse_floats(raw: str, what: str) -> list[float]:
 
 @app.command()
 def run(
-    preset: str = typer.Option("quick", help="smoke | quick | paper"),
+    preset: str = typer.Option("quick", help="smoke | quick | standard | paper"),
     out: Path = typer.Option(..., help="output folder (rerun the same command to resume)"),
     seed: int = typer.Option(0, help="seed of training batches and evaluation prompts"),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),

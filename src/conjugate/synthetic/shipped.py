@@ -81,9 +81,12 @@ def check(folder: str | Path, cfg: SyntheticConfig, seed: int) -> dict[str, Any]
         raise ShippedError(f"{folder / INFO}: records another model sha256 than {SUMS}; {WAY_OUT}")
     differ = differences(info, cfg, seed)
     if differ:
+        hint = ""
+        if differ == [d for d in differ if d.startswith("seed:")]:
+            hint = f", or add --set pretrain_seed={info.get('seed')} to fine-tune and evaluate this seed from it"
         raise ShippedError(f"the shipped pretrained checkpoint of preset {info.get('preset')} ({folder}) was made "
                            f"with other pretraining settings ({'; '.join(differ)}); rerun with --from-scratch to "
-                           "pretrain with these settings")
+                           f"pretrain with these settings{hint}")
     return info
 
 
@@ -168,7 +171,8 @@ def ship(run_dir: str | Path, preset: str, dest_root: str | Path | None = None) 
                            "no run of the preset would use it")
     env = config.get("environment") or {}
     info = {
-        "preset": preset, "seed": seed, "fields": share.fields_before(cfg, cfg.AFTER_PRETRAINING), "sha256": sha,
+        "preset": preset, "seed": cfg.pretraining_seed(seed),
+        "fields": share.fields_before(cfg, cfg.NOT_PRETRAINING_KEY), "sha256": sha,
         "steps": cfg.pretrain_steps, "seconds": done.get("train_seconds_total", done.get("seconds")),
         "steps_per_s": done.get("steps_per_s"), "tokens_per_s": done.get("tokens_per_s"),
         "threads": config.get("threads"), "device": config.get("device"), "environment": env,
@@ -214,8 +218,9 @@ def _read_info(folder: Path) -> dict[str, Any]:
 
 
 def _pretraining(cfg: SyntheticConfig, seed: int) -> dict[str, Any]:
-    """What a shipped checkpoint must match: the pretraining fields and the seed, as JSON holds them."""
-    return json.loads(dumps({**share.fields_before(cfg, cfg.AFTER_PRETRAINING), "seed": seed}))
+    """What a shipped checkpoint must match: the pretraining fields and the seed pretraining uses, as JSON holds
+    them."""
+    return json.loads(dumps({**share.fields_before(cfg, cfg.NOT_PRETRAINING_KEY), "seed": cfg.pretraining_seed(seed)}))
 
 
 def _differences(a: dict[str, Any], b: dict[str, Any], a_name: str, b_name: str) -> list[str]:

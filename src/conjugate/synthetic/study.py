@@ -61,8 +61,11 @@ def train_model(cfg: SyntheticConfig, run: RunDir, seed: int, device: torch.devi
     ckpt = run.finished_checkpoint(stage, run.path("checkpoints", f"{stage}.safetensors"))
     if ckpt is not None:
         return load_model(ckpt, device)[0]
-    if stage == "pretrain" and pretrain_cache is not None:
-        return _shared_pretrain(cfg, run, seed, device, Path(pretrain_cache), show_progress, stop_after)
+    if stage == "pretrain":
+        seed = cfg.pretraining_seed(seed)
+        if pretrain_cache is not None:
+            return _shared_pretrain(cfg, run, seed, device, Path(pretrain_cache), show_progress, stop_after)
+        torch.manual_seed(seed)  # the initialisation
     model = InContextRegressor(model_config(cfg))
     if init is not None:
         model.load_state_dict(init.state_dict())
@@ -86,7 +89,7 @@ def train_model(cfg: SyntheticConfig, run: RunDir, seed: int, device: torch.devi
 def _shared_pretrain(cfg: SyntheticConfig, run: RunDir, seed: int, device: torch.device, cache: Path,
                      show_progress: bool, stop_after: int | None) -> InContextRegressor:
     return share.shared_stage(
-        run, cache, share.fields_before(cfg, cfg.AFTER_PRETRAINING), seed, device.type,
+        run, cache, share.fields_before(cfg, cfg.NOT_PRETRAINING_KEY), seed, device.type,
         train=lambda: train_model(cfg, run, seed, device, "pretrain", None, show_progress, stop_after),
         load=lambda ckpt: load_model(ckpt, device)[0])
 
@@ -199,7 +202,8 @@ def summarise(cfg: SyntheticConfig, preset: str, seed: int, e: Evaluation, secon
     cont, disc = Dist.CONT, Dist.DISC
     last = _last_exemplar(e, c_star)
     return {
-        "preset": preset, "seed": seed, "d": cfg.d, "n_points": cfg.n_points,
+        "preset": preset, "seed": seed, "pretrain_seed": cfg.pretraining_seed(seed), "d": cfg.d,
+        "n_points": cfg.n_points,
         "cont_mse": {"pretrained": pre, "finetuned": fin, "finetuned_conjugate": conj},
         "disc_mse": {"pretrained": pretrained.mse[DISC_TEST][1.0], "finetuned": finetuned.mse[DISC_TEST][1.0]},
         "bayes": {"ridge_cont": b[(Reference.RIDGE, cont)],
