@@ -159,6 +159,10 @@ def test_a_run_of_the_preset_fine_tunes_the_shipped_model(consumer, producer: Pa
     assert before["pretrained_from"] == {"source": "trained"} and before["pretrain_reused"] is False
     assert summary["cont_mse"]["pretrained"] == before["cont_mse"]["pretrained"]  # the same pretrained model
     assert summary["cont_mse"]["finetuned"] != before["cont_mse"]["finetuned"]  # fine-tuned for 7 steps, not 5
+    report = (out / "report.md").read_text()
+    assert f"- Pretrained model: shipped checkpoint of preset smoke (sha256 {m['sha256'][:12]}, 150 steps" in report
+    assert "(fine-tuning and evaluation)" in report and "Pretraining seed" not in report
+    assert "Pretrained model:" not in (producer / "report.md").read_text()
 
 
 def test_from_scratch_pretrains_and_a_rerun_keeps_that_pretraining(ships: Path, tmp_path: Path) -> None:
@@ -258,6 +262,7 @@ def test_another_seed_fine_tunes_the_shipped_model_with_pretrain_seed(ships: Pat
         base_out / "checkpoints" / "finetune.safetensors")
     assert any(not torch.equal(fin[k], base_fin[k]) for k in fin)  # other fine-tuning batches
     assert summary["cont_mse"]["pretrained"] != base["cont_mse"]["pretrained"]  # other test prompts
+    assert "- Pretraining seed 0 (fine-tuning batches and test prompts: seed 3)." in (out / "report.md").read_text()
 
 
 def test_check_returns_the_record(ships: Path) -> None:

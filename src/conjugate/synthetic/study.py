@@ -354,6 +354,13 @@ def write_report(run: RunDir, s: dict, cfg: SyntheticConfig) -> Path:
         f" / {f(s['rotation_control']['finetuned']['disc'])}.",
         f"- Wall time: {s['seconds']:.0f} s.", "",
     ]
+    origin = s.get("pretrained_from") or {}
+    if origin.get("source") == "shipped":
+        lines[-2:-1] = [f"- Wall time: {s['seconds']:.0f} s (fine-tuning and evaluation).",
+                        f"- Pretrained model: {shipped.describe(origin).removeprefix('pretrained model: ')}."]
+    if s.get("pretrain_seed", s["seed"]) != s["seed"]:
+        lines.insert(-1, f"- Pretraining seed {s['pretrain_seed']} (fine-tuning batches and test prompts: seed "
+                         f"{s['seed']}).")
     if "learned" in s:  # summaries written before these blocks existed have neither
         lines += ["## Did the pretrained model learn the mixture?", "", *dc.learned_table(s["learned"]), ""]
     if "decomposition" in s:
