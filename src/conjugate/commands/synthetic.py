@@ -1,4 +1,4 @@
-"""``conjugate synthetic``: run, theory, eval."""
+"""``conjugate synthetic``: run, pretrain-seeds, theory, eval."""
 
 from __future__ import annotations
 
@@ -61,6 +61,40 @@ def run(
                   f"{summary['cont_mse']['finetuned_conjugate']:.4f}")
     _print_diagnostics(summary)
     typer.echo(f"report: {Path(out) / 'report.md'}")
+
+
+@app.command("pretrain-seeds")
+def pretrain_seeds(
+    preset: str = typer.Option("quick", help="smoke | quick | standard | paper"),
+    seeds: str = typer.Option(..., help="comma-separated seeds, or a range a-b (e.g. 0-4)"),
+    cache: Path = typer.Option(..., help="shared-pretraining cache to publish to: the --pretrain-cache of "
+                                         "`synthetic run`, or OUT/pretrained of `sweep synthetic --out OUT`"),
+    set_: list[str] = typer.Option([], "--set", help="override a config field: key=value (repeatable)"),
+    device: str = typer.Option("auto", help="auto | cpu | cuda"),
+    quiet: bool = typer.Option(False, help="no progress bar"),
+) -> None:
+    """Pretrain several seeds at once, as one batched (stacked) computation, into a shared-pretraining cache
+    (seeds already in it are skipped; rerun the same command to resume). Then run `conjugate sweep synthetic
+    --out OUT ...` (when --cache is OUT/pretrained) or `conjugate synthetic run --seed N --pretrain-cache DIR`
+    to fine-tune and evaluate each seed: with the same --preset, --set and device type, they take the
+    pretrained models from the cache instead of training them."""
+    from ..synthetic.threads import prepare_openmp
+
+    prepare_openmp()
+    from ..sweep import parse_seeds
+    from ..synthetic.stacked import pretrain_seeds as stacked_pretrain
+
+    def study() -> dict:
+        cfg = resolve_synthetic(preset, parse_overrides(set_))
+        return stacked_pretrain(cfg, parse_seeds(seeds), cache, device=device, show_progress=not quiet)
+
+    result = run_or_exit(study)
+    for seed in result["pretraining_seeds"]:
+        what = "already in the cache" if seed in result["skipped"] else "pretrained"
+        typer.echo(f"seed {seed}: {what}: {result['entries'][seed]}")
+    if result["trained"]:
+        console.print(f"throughput: {result['steps_per_s']:.1f} steps/s per seed × {result['stacked']} seeds = "
+                      f"{result['steps_per_s_total']:.1f} steps/s", highlight=False)
 
 
 def _print_diagnostics(summary: dict) -> None:
