@@ -160,6 +160,19 @@ def _save_resume(path: Path, model: torch.nn.Module, opt: torch.optim.Optimizer,
     _atomic_safetensors(path, tensors, header)
 
 
+def restore_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor],
+                      header: dict[str, str]) -> tuple[int, float]:
+    """Load the optimiser state a resume checkpoint holds (``opt.<index>.<name>`` tensors and the header's
+    ``param_groups``) and return its ``(step, elapsed)``; a mismatch raises KeyError/ValueError/RuntimeError."""
+    state: dict[int, dict] = {}
+    for k, v in tensors.items():
+        if k.startswith("opt."):
+            _, idx, name = k.split(".", 2)
+            state.setdefault(int(idx), {})[name] = v
+    opt.load_state_dict({"state": state, "param_groups": json.loads(header["param_groups"])})
+    return int(header["step"]), float(header["elapsed"])
+
+
 def _load_resume(path: Path, model: torch.nn.Module, opt: torch.optim.Optimizer) -> tuple[int, float]:
     tensors, header = _read_safetensors(path, "resume")
     try:
@@ -171,13 +184,7 @@ def _load_resume(path: Path, model: torch.nn.Module, opt: torch.optim.Optimizer)
             model.load_state_dict(saved, strict=False)
         else:
             model.load_state_dict(saved)
-        state: dict[int, dict] = {}
-        for k, v in tensors.items():
-            if k.startswith("opt."):
-                _, idx, name = k.split(".", 2)
-                state.setdefault(int(idx), {})[name] = v
-        opt.load_state_dict({"state": state, "param_groups": json.loads(header["param_groups"])})
-        return int(header["step"]), float(header["elapsed"])
+        return restore_optimizer(opt, tensors, header)
     except (KeyError, TypeError, ValueError, RuntimeError) as e:
         raise StateError(f"{path}: not a resume checkpoint of this model ({e}); delete it to restart the stage") \
             from None

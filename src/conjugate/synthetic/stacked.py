@@ -62,6 +62,7 @@ from ..training import (
     _read_safetensors,
     _sigint_flag,
     lr_at,
+    restore_optimizer,
     save_model,
     step_generator,
 )
@@ -156,13 +157,7 @@ def _load_resume(path: Path, params: Stacked, opt: torch.optim.Optimizer, digest
         with torch.no_grad():
             for k, p in params.items():
                 p.copy_(saved[k])  # shape mismatch raises RuntimeError
-        state: dict[int, dict] = {}
-        for k, v in tensors.items():
-            if k.startswith("opt."):
-                _, idx, name = k.split(".", 2)
-                state.setdefault(int(idx), {})[name] = v
-        opt.load_state_dict({"state": state, "param_groups": json.loads(header["param_groups"])})
-        return int(header["step"]), float(header["elapsed"])
+        return restore_optimizer(opt, tensors, header)
     except (KeyError, TypeError, ValueError, RuntimeError) as e:
         raise StateError(f"{path}: not a resume checkpoint of this stacked pretraining ({e}); delete it to "
                          "restart") from None
